@@ -1,0 +1,112 @@
+//! The HTTP edge: routes, the visitor WebSocket, error mapping. Nothing
+//! imports this module; it imports the rest.
+
+mod admission;
+mod error;
+mod frame_guard;
+mod rest;
+mod visitor_socket;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web_actors::ws;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+
+pub use admission::Admission;
+pub use error::ApiError;
+
+use crate::session::SessionRegistry;
+use crate::settings::Settings;
+use crate::store::SharedStore;
+use crate::telemetry::names;
+use crate::wire::ErrorCode;
+
+/// Shared by every handler of every worker.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub registry: Arc<SessionRegistry>,
+    pub store: SharedStore,
+    pub metrics: PrometheusHandle,
+    pub admission: Admission,
+    pub next_conn_id: AtomicU64,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(error::json_config())
+        .route("/ws", web::get().to(visitor_ws))
+        .route("/end_session", web::post().to(rest::end_session))
+        .route("/health", web::get().to(rest::health))
+        .route("/ready", web::get().to(rest::ready))
+        .route("/metrics", web::get().to(rest::metrics))
+        .route("/", web::get().to(rest::demo_page))
+        .default_service(web::to(rest::not_found));
+}
+
+#[derive(Debug, Deserialize)]
+struct WsQuery {
+    session_id: Option<String>,
+}
+
+/// `GET /ws`: admission, then the upgrade; the socket actor takes it from
+/// there.
+async fn visitor_ws(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let Some(ticket) = state.admission.try_admit() else {
+        metrics::counter!(names::CONNECTIONS_REFUSED).increment(1);
+        let mut err = ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
+            "the server is at its connection limit; retry shortly",
+        );
+        err.retry_after_secs = Some(5);
+        return Err(err.into());
+    };
+    let query = web::Query::<WsQuery>::from_query(req.query_string())
+        .map(|q| q.into_inner().session_id)
+        .unwrap_or(None);
+    let limits = &state.settings.limits;
+    let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let actor = visitor_socket::VisitorSocket::new(
+        conn_id,
+        Arc::clone(&state.registry),
+        query,
+        limits,
+        ticket,
+    );
+    let (events_tx, events_rx) = futures_channel::mpsc::unbounded();
+    let guarded = frame_guard::FrameGuard::new(
+        payload,
+        limits.max_frame_bytes,
+        limits.frame_read_timeout.0,
+        events_tx,
+    );
+    let codec = actix_http::ws::Codec::new().max_size(limits.max_frame_bytes);
+    let (_addr, response) = ws::WsResponseBuilder::new(actor, &req, guarded)
+        .codec(codec)
+        .start_with_addr()?;
+    _addr.do_send(GuardEvents(Some(events_rx)));
+    Ok(response)
+}
+
+/// Hands the frame guard's event channel to the socket actor, which adds it
+/// as a stream.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct GuardEvents(Option<futures_channel::mpsc::UnboundedReceiver<frame_guard::GuardEvent>>);
+
+impl actix::Handler<GuardEvents> for visitor_socket::VisitorSocket {
+    type Result = ();
+
+    fn handle(&mut self, mut msg: GuardEvents, ctx: &mut Self::Context) {
+        use actix::AsyncContext;
+        if let Some(rx) = msg.0.take() {
+            ctx.add_stream(rx);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! REST calls of PROTOCOL §3 that are not admin calls.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::domain::{EndReason, SessionId};
+use crate::session::{EndOutcome, EndSession, Lookup};
+use crate::wire::ErrorCode;
+
+#[derive(Debug, Deserialize)]
+struct EndSessionBody {
+    session_id: Option<String>,
+}
+
+/// `POST /end_session`: the id from a JSON body, else the `session_id`
+/// cookie. Finalizes through the session's own finalize path.
+pub async fn end_session(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<EndSessionBody>(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+            .session_id
+    };
+    let raw = from_body
+        .or_else(|| req.cookie("session_id").map(|c| c.value().to_owned()))
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("give `session_id` in a JSON body or a cookie"))?;
+    let id = SessionId::parse(&raw).ok_or_else(|| ApiError::not_found("no such session"))?;
+
+    let lookup = state.registry.find_or_restore(id).await.map_err(|e| {
+        ApiError::unavailable(format!("session store unavailable: {}", kind_only(&e)))
+    })?;
+    let outcome = match lookup {
+        Lookup::Unknown => return Err(ApiError::not_found("no such session")),
+        Lookup::Finalized => EndOutcome::AlreadyFinalized,
+        Lookup::Live(addr) => match addr
+            .send(EndSession {
+                reason: EndReason::Visitor,
+            })
+            .await
+        {
+            Ok(outcome) => outcome,
+            // The actor stopped between lookup and send: it finalized.
+            Err(_) => EndOutcome::AlreadyFinalized,
+        },
+    };
+    let report = format!("session_{id}.pdf");
+    match outcome {
+        EndOutcome::Finalized => Ok(HttpResponse::Ok().json(serde_json::json!({
+            "status": "success",
+            "message": "PDF generated",
+            "session_id": id.to_string(),
+            "report": report,
+        }))),
+        EndOutcome::AlreadyFinalized => Ok(HttpResponse::Ok().json(serde_json::json!({
+            "status": "already_finalized",
+            "message": "this session was already finalized; nothing was sent again",
+            "session_id": id.to_string(),
+            "report": report,
+        }))),
+        EndOutcome::Unavailable => Err(ApiError::unavailable(
+            "session store unavailable; try again",
+        )),
+    }
+}
+
+/// Store errors carry connection details; answers only say which part failed.
+fn kind_only(err: &crate::store::StoreError) -> &'static str {
+    match err {
+        crate::store::StoreError::Unavailable(_) => "unreachable",
+        crate::store::StoreError::Corrupt(_) => "corrupt data",
+    }
+}
+
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: 200 when the store answers, else 503 naming what failed.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let mut failed = Vec::new();
+    if let Err(err) = state.store.ping().await {
+        tracing::warn!(error = %err, "readiness: store did not answer");
+        failed.push(state.store.kind());
+    }
+    if failed.is_empty() {
+        HttpResponse::Ok()
+            .json(serde_json::json!({ "status": "ready", "store": state.store.kind() }))
+    } else {
+        HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(serde_json::json!({
+            "status": "error",
+            "error": ErrorCode::Unavailable.as_str(),
+            "message": format!("not ready: {} unreachable", failed.join(", ")),
+            "failed": failed,
+        }))
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    metrics::gauge!(crate::telemetry::names::LIVE_SESSIONS_INDEXED)
+        .set(state.registry.live_count() as f64);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+pub async fn demo_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("../../assets/demo.html"))
+}
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "no such route",
+    ))
+}

@@ -1,0 +1,367 @@
+//! VisitorSocket: one widget WebSocket connection. It parses frames at the
+//! edge, answers malformed ones itself, relays the rest to its SessionActor and
+//! forwards whatever the session pushes. It owns the heartbeat; the session
+//! outlives it. Takes `SocketFrame` and `GuardEvent`s.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web_actors::ws::{self, CloseCode, CloseReason};
+
+use super::admission::ConnectionTicket;
+use super::frame_guard::GuardEvent;
+use crate::domain::Contact;
+use crate::session::{
+    Connect, Disconnect, OpenedSession, SessionActor, SessionRegistry, SocketFrame, VisitorCommand,
+    VisitorFrame,
+};
+use crate::telemetry::names;
+use crate::wire::{ClientFrame, ErrorCode, ServerFrame};
+
+const MAX_CLIENT_MSG_ID: usize = 128;
+
+pub struct VisitorSocket {
+    pub conn_id: u64,
+    pub registry: Arc<SessionRegistry>,
+    pub requested: Option<String>,
+    pub heartbeat: Duration,
+    pub client_timeout: Duration,
+    pub max_frame_bytes: usize,
+    /// Frees the admission slot when the connection ends.
+    _ticket: ConnectionTicket,
+    session: Option<Addr<SessionActor>>,
+    ended: bool,
+    last_seen: Instant,
+    /// A fragmented message being put back together.
+    partial: Option<Vec<u8>>,
+    partial_too_large: bool,
+}
+
+impl VisitorSocket {
+    pub fn new(
+        conn_id: u64,
+        registry: Arc<SessionRegistry>,
+        requested: Option<String>,
+        limits: &crate::settings::Limits,
+        ticket: ConnectionTicket,
+    ) -> Self {
+        Self {
+            conn_id,
+            registry,
+            requested,
+            heartbeat: limits.heartbeat_interval.0,
+            client_timeout: limits.client_timeout.0,
+            max_frame_bytes: limits.max_frame_bytes,
+            _ticket: ticket,
+            session: None,
+            ended: false,
+            last_seen: Instant::now(),
+            partial: None,
+            partial_too_large: false,
+        }
+    }
+
+    fn refuse(&self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, message: &str) {
+        metrics::counter!(names::FRAMES_REFUSED, "code" => code.as_str()).increment(1);
+        ctx.text(ServerFrame::error(code, message));
+    }
+
+    /// Opens (or resumes) the session and attaches to it before any visitor
+    /// frame is handled: frames wait while this runs.
+    fn attach(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        requested: Option<String>,
+        fresh: bool,
+    ) {
+        let registry = Arc::clone(&self.registry);
+        let fut = async move {
+            if fresh {
+                Ok(registry.open_fresh(requested))
+            } else {
+                registry.open(requested.as_deref()).await
+            }
+        };
+        ctx.wait(fut.into_actor(self).then(|opened, act, ctx| {
+            let opened: OpenedSession = match opened {
+                Ok(o) => o,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot open a session: store unavailable");
+                    act.refuse(
+                        ctx,
+                        ErrorCode::Unavailable,
+                        "the chat is temporarily unavailable; reconnect shortly",
+                    );
+                    ctx.close(Some(CloseReason {
+                        code: CloseCode::Again,
+                        description: None,
+                    }));
+                    ctx.stop();
+                    return futures_util::future::Either::Left(fut::ready(()));
+                }
+            };
+            let connect = Connect {
+                conn_id: act.conn_id,
+                socket: ctx.address().recipient(),
+                resumed: opened.resumed,
+                previous_session_id: opened.previous_session_id.clone(),
+            };
+            let addr = opened.addr.clone();
+            futures_util::future::Either::Right(addr.send(connect).into_actor(act).map(
+                move |answer, act, ctx| match answer {
+                    Ok(Ok(frame)) => {
+                        act.session = Some(opened.addr);
+                        ctx.text(frame);
+                    }
+                    // The session ended between lookup and attach: start afresh,
+                    // remembering what the visitor asked for.
+                    _ => {
+                        let previous = opened.previous_session_id.or(Some(opened.id.to_string()));
+                        act.attach(ctx, previous, true);
+                    }
+                },
+            ))
+        }));
+    }
+
+    fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
+        if text.len() > self.max_frame_bytes {
+            self.refuse(ctx, ErrorCode::TooLarge, "frame is larger than the limit");
+            return;
+        }
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(f) => f,
+            Err(err) => {
+                let (code, message) = classify_bad_json(text, &err);
+                self.refuse(ctx, code, &message);
+                return;
+            }
+        };
+        if self.ended {
+            self.refuse(
+                ctx,
+                ErrorCode::SessionEnded,
+                "this session has ended; start a new one",
+            );
+            return;
+        }
+        let command = match frame {
+            ClientFrame::Contact {
+                name,
+                email,
+                phone,
+                organization,
+            } => match Contact::parse(&name, &email, &phone, &organization) {
+                Ok(contact) => VisitorCommand::Contact(contact),
+                Err(err) => {
+                    metrics::counter!(names::FRAMES_REFUSED, "code" => ErrorCode::InvalidContact.as_str()).increment(1);
+                    let frame = ServerFrame::Error {
+                        code: ErrorCode::InvalidContact,
+                        message: &err.message,
+                        field: Some(err.field.as_str()),
+                        client_msg_id: None,
+                        retry_after_ms: None,
+                    };
+                    ctx.text(frame.encode());
+                    return;
+                }
+            },
+            ClientFrame::Message {
+                text,
+                client_msg_id,
+            } => {
+                if text.trim().is_empty() {
+                    self.refuse(ctx, ErrorCode::BadFrame, "`text` must not be empty");
+                    return;
+                }
+                if client_msg_id
+                    .as_ref()
+                    .is_some_and(|id| id.len() > MAX_CLIENT_MSG_ID)
+                {
+                    self.refuse(
+                        ctx,
+                        ErrorCode::BadFrame,
+                        "`client_msg_id` is longer than 128 bytes",
+                    );
+                    return;
+                }
+                VisitorCommand::Message {
+                    text,
+                    client_msg_id,
+                }
+            }
+            ClientFrame::End => VisitorCommand::End,
+        };
+        if let Some(session) = &self.session {
+            session.do_send(VisitorFrame {
+                conn_id: self.conn_id,
+                command,
+            });
+        }
+    }
+
+    fn on_continuation(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        item: actix_http::ws::Item,
+    ) {
+        let is_last = matches!(item, actix_http::ws::Item::Last(_));
+        match item {
+            actix_http::ws::Item::FirstText(data) => {
+                self.partial_too_large = data.len() > self.max_frame_bytes;
+                self.partial = Some(if self.partial_too_large {
+                    Vec::new()
+                } else {
+                    data.to_vec()
+                });
+            }
+            actix_http::ws::Item::FirstBinary(_) => {
+                self.partial = None;
+                self.refuse(
+                    ctx,
+                    ErrorCode::BadFrame,
+                    "binary frames are not part of the protocol",
+                );
+            }
+            actix_http::ws::Item::Continue(data) | actix_http::ws::Item::Last(data) => {
+                let last = is_last;
+                if let Some(buf) = self.partial.as_mut() {
+                    if !self.partial_too_large && buf.len() + data.len() <= self.max_frame_bytes {
+                        buf.extend_from_slice(&data);
+                    } else {
+                        self.partial_too_large = true;
+                        buf.clear();
+                    }
+                }
+                if last && let Some(buf) = self.partial.take() {
+                    if self.partial_too_large {
+                        self.refuse(ctx, ErrorCode::TooLarge, "message is larger than the limit");
+                    } else {
+                        match String::from_utf8(buf) {
+                            Ok(text) => self.on_text(ctx, &text),
+                            Err(_) => {
+                                self.refuse(ctx, ErrorCode::BadFrame, "text is not valid UTF-8")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Not JSON or not an object → `bad_frame`; a `type` we do not know →
+/// `unknown_type`; a known type with missing or mistyped fields → `bad_frame`.
+fn classify_bad_json(text: &str, err: &serde_json::Error) -> (ErrorCode, String) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return (ErrorCode::BadFrame, "frame is not valid JSON".into());
+    };
+    match value.get("type").and_then(|t| t.as_str()) {
+        None => (
+            ErrorCode::BadFrame,
+            "frame must be a JSON object with a string `type`".into(),
+        ),
+        Some(t @ ("contact" | "message" | "end")) => {
+            (ErrorCode::BadFrame, format!("invalid `{t}` frame: {err}"))
+        }
+        Some(other) => {
+            let shown: String = other.chars().take(32).collect();
+            (
+                ErrorCode::UnknownType,
+                format!("unknown frame type {shown:?}"),
+            )
+        }
+    }
+}
+
+impl Actor for VisitorSocket {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        metrics::gauge!(names::CONNECTIONS).increment(1.0);
+        ctx.run_interval(self.heartbeat, |act, ctx| {
+            if act.last_seen.elapsed() > act.client_timeout {
+                tracing::debug!(
+                    conn_id = act.conn_id,
+                    "client did not answer pings; closing the connection"
+                );
+                ctx.close(Some(CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("client timeout".into()),
+                }));
+                ctx.stop();
+                return;
+            }
+            ctx.ping(b"");
+        });
+        let requested = self.requested.take();
+        self.attach(ctx, requested, false);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        metrics::gauge!(names::CONNECTIONS).decrement(1.0);
+        if let Some(session) = self.session.take() {
+            session.do_send(Disconnect {
+                conn_id: self.conn_id,
+            });
+        }
+    }
+}
+
+impl Handler<SocketFrame> for VisitorSocket {
+    type Result = ();
+
+    fn handle(&mut self, msg: SocketFrame, ctx: &mut Self::Context) {
+        ctx.text(msg.text);
+        if msg.ended {
+            self.ended = true;
+            self.session = None;
+        }
+    }
+}
+
+impl StreamHandler<GuardEvent> for VisitorSocket {
+    fn handle(&mut self, event: GuardEvent, ctx: &mut Self::Context) {
+        match event {
+            GuardEvent::TooLarge => {
+                self.refuse(ctx, ErrorCode::TooLarge, "frame is larger than the limit")
+            }
+        }
+    }
+
+    // The guard's channel closing says nothing about the connection.
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSocket {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(text)) => self.on_text(ctx, &text),
+            Ok(ws::Message::Binary(_)) => self.refuse(
+                ctx,
+                ErrorCode::BadFrame,
+                "binary frames are not part of the protocol",
+            ),
+            Ok(ws::Message::Continuation(item)) => self.on_continuation(ctx, item),
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(ws::ProtocolError::Overflow) => {
+                self.refuse(ctx, ErrorCode::TooLarge, "frame is larger than the limit")
+            }
+            Err(err) => {
+                tracing::debug!(conn_id = self.conn_id, error = %err, "websocket protocol error; closing");
+                ctx.close(Some(CloseReason {
+                    code: CloseCode::Protocol,
+                    description: None,
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! leadchat: a self-hosted lead-capture chat server. See README.md for the
+//! architecture; each module's first lines say what it is for.
+
+pub mod bot;
+pub mod domain;
+pub mod http;
+pub mod report;
+pub mod scoring;
+pub mod session;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod wire;

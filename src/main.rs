@@ -1,0 +1,114 @@
+//! The `leadchat` binary: `serve` (the default), `check-config`, `migrate-keys`.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use leadchat::settings::Settings;
+use leadchat::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "leadchat",
+    version,
+    about = "Self-hosted lead-capture chat server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Serve,
+    /// Load and validate the settings, print them (secrets hidden), exit.
+    CheckConfig,
+    /// Rename the Python deployment's Redis keys (`session:ID`) to the
+    /// hash-tagged layout (`session:{ID}`). Safe to run twice.
+    MigrateKeys {
+        /// Only print what would be renamed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    leadchat::telemetry::init_tracing();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(err) => {
+            // One clear line naming the key, then a non-zero exit.
+            eprintln!("leadchat: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::CheckConfig => check_config(&settings),
+        Command::MigrateKeys { dry_run } => migrate_keys(&settings, dry_run),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("leadchat: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings)
+            .await
+            .context("start-up failed")?;
+        app.run_until_stopped().await.context("server failed")
+    })
+}
+
+fn check_config(settings: &Settings) -> anyhow::Result<()> {
+    let mut shown = settings.clone();
+    if shown.admin_token.is_some() {
+        shown.admin_token = Some("<set>".into());
+    }
+    if let Some(url) = &shown.smtp_url {
+        shown.smtp_url = Some(leadchat::settings::redact_url(url));
+    }
+    if let Some(url) = &shown.redis_url {
+        shown.redis_url = Some(leadchat::settings::redact_url(url));
+    }
+    shown.database_url = leadchat::settings::redact_url(&shown.database_url);
+    println!(
+        "{}",
+        toml::to_string_pretty(&shown).context("cannot print settings")?
+    );
+    Ok(())
+}
+
+fn migrate_keys(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    let url = settings
+        .redis_url
+        .as_deref()
+        .context("migrate-keys needs LEADCHAT_REDIS_URL")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(leadchat::store::migrate::migrate_legacy_keys(
+        url,
+        &settings.redis_prefix,
+        dry_run,
+    ))?;
+    println!(
+        "{} legacy sessions found, {} keys {}, {} skipped (new key already present)",
+        report.sessions,
+        report.renamed,
+        if dry_run {
+            "would be renamed"
+        } else {
+            "renamed"
+        },
+        report.skipped
+    );
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! SessionActor: owns one live conversation — contact details, transcript,
+//! lead score, the bot's turn, the rate budget and the inactivity timer — and
+//! the connections attached to it. Takes `Connect`, `Disconnect`,
+//! `VisitorFrame` and `EndSession`. Every visitor event is written to the store
+//! before it is acknowledged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use super::messages::*;
+use super::registry::SessionRegistry;
+use crate::bot::ReplyContext;
+use crate::domain::{Contact, EndReason, Role, SessionId, TranscriptEntry};
+use crate::scoring::{ContactFacts, LeadScore, LeadTracker};
+use crate::store::{LeadRecord, SessionUpdate, StoredSession};
+use crate::telemetry::names;
+use crate::wire::{ErrorCode, HistoryLine, ServerFrame};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lifecycle {
+    Live,
+    Finalizing,
+    Ended,
+}
+
+pub struct SessionActor {
+    pub(super) id: SessionId,
+    pub(super) registry: Arc<SessionRegistry>,
+    pub(super) contact: Contact,
+    pub(super) contact_collected: bool,
+    pub(super) tracker: LeadTracker,
+    pub(super) score: LeadScore,
+    pub(super) total_queries: u32,
+    pub(super) transcript: Vec<TranscriptEntry>,
+    /// Entries up to here are in the store.
+    pub(super) persisted: usize,
+    acked: HashMap<Box<str>, u64>,
+    pub(super) connections: Vec<(u64, Recipient<SocketFrame>)>,
+    pub(super) first_interaction: DateTime<Utc>,
+    pub(super) last_interaction: DateTime<Utc>,
+    pub(super) timer: Option<SpawnHandle>,
+    limiter: DefaultDirectRateLimiter,
+    pub(super) state: Lifecycle,
+}
+
+impl SessionActor {
+    /// A brand-new session, opened by the bot's greeting when there is one.
+    pub fn fresh(id: SessionId, registry: Arc<SessionRegistry>) -> Self {
+        let now = Utc::now();
+        let deps = registry.deps();
+        let mut actor = Self::empty(id, Arc::clone(&registry), now);
+        if let Some(greeting) = deps.responder.greeting() {
+            actor.push_entry(Role::Bot, greeting.to_owned(), now, None);
+        }
+        actor.score = deps.engine.evaluate(&actor.tracker, now);
+        actor
+    }
+
+    /// A session rebuilt from the store after a restart or on another node:
+    /// the transcript is replayed through the scorer so the score is exactly
+    /// what it was live.
+    pub fn restore(stored: StoredSession, registry: Arc<SessionRegistry>) -> Self {
+        let now = Utc::now();
+        let first = stored
+            .first_interaction
+            .or(stored.entries.first().map(|e| e.at))
+            .unwrap_or(now);
+        let engine = registry.deps().engine.clone();
+        let mut actor = Self::empty(stored.id, registry, first);
+        actor.last_interaction = stored.last_interaction.unwrap_or(first);
+        actor.contact = stored.contact;
+        actor.contact_collected = stored.contact_collected;
+        if actor.contact_collected {
+            engine.observe_contact(&mut actor.tracker, &facts(&actor.contact));
+        }
+        for entry in &stored.entries {
+            match entry.role {
+                Role::User => {
+                    engine.observe_visitor(&mut actor.tracker, &entry.text, entry.at);
+                    actor.total_queries += 1;
+                    if let Some(id) = &entry.client_msg_id {
+                        actor.acked.insert(id.as_str().into(), entry.seq);
+                    }
+                }
+                Role::Bot => engine.observe_bot(&mut actor.tracker, &entry.text, entry.at),
+            }
+        }
+        actor.transcript = stored.entries;
+        actor.persisted = actor.transcript.len();
+        actor.score = engine.evaluate(&actor.tracker, actor.last_interaction);
+        actor
+    }
+
+    fn empty(id: SessionId, registry: Arc<SessionRegistry>, now: DateTime<Utc>) -> Self {
+        let rate = registry.deps().rate;
+        let period = rate.per / rate.frames;
+        let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
+            .expect("period is non-zero")
+            .allow_burst(std::num::NonZeroU32::new(rate.frames).expect("validated non-zero"));
+        Self {
+            id,
+            registry,
+            contact: Contact::default(),
+            contact_collected: false,
+            tracker: LeadTracker::new(now),
+            score: LeadScore::default(),
+            total_queries: 0,
+            transcript: Vec::new(),
+            persisted: 0,
+            acked: HashMap::new(),
+            connections: Vec::new(),
+            first_interaction: now,
+            last_interaction: now,
+            timer: None,
+            limiter: RateLimiter::direct(quota),
+            state: Lifecycle::Live,
+        }
+    }
+
+    fn push_entry(
+        &mut self,
+        role: Role,
+        text: String,
+        at: DateTime<Utc>,
+        client_msg_id: Option<String>,
+    ) -> u64 {
+        let seq = self.transcript.last().map_or(1, |e| e.seq + 1);
+        self.transcript.push(TranscriptEntry {
+            seq,
+            role,
+            text,
+            at,
+            client_msg_id,
+        });
+        seq
+    }
+
+    pub(super) fn send_to(&self, conn_id: u64, text: ByteString) {
+        if let Some((_, socket)) = self.connections.iter().find(|(id, _)| *id == conn_id) {
+            socket.do_send(SocketFrame { text, ended: false });
+        }
+    }
+
+    pub(super) fn broadcast(&self, text: &ByteString, ended: bool, except: Option<u64>) {
+        for (id, socket) in &self.connections {
+            if Some(*id) != except {
+                socket.do_send(SocketFrame {
+                    text: text.clone(),
+                    ended,
+                });
+            }
+        }
+    }
+
+    /// `Err` with the wait until the next frame is allowed.
+    fn take_frame_budget(&self) -> Result<(), Duration> {
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    fn refuse(
+        &self,
+        conn_id: u64,
+        code: ErrorCode,
+        message: &str,
+        client_msg_id: Option<&str>,
+        retry_after: Option<Duration>,
+    ) {
+        metrics::counter!(names::FRAMES_REFUSED, "code" => code.as_str()).increment(1);
+        let frame = ServerFrame::Error {
+            code,
+            message,
+            field: None,
+            client_msg_id,
+            retry_after_ms: retry_after.map(|d| d.as_millis().max(1) as u64),
+        };
+        self.send_to(conn_id, frame.encode());
+    }
+
+    /// The store write for everything that changed since the last one.
+    fn update(&self, contact_changed: bool) -> SessionUpdate {
+        SessionUpdate {
+            id: self.id,
+            contact: contact_changed.then(|| self.contact.clone()),
+            new_entries: self.transcript[self.persisted..].to_vec(),
+            lead: LeadRecord {
+                score: self.score.clone(),
+                total_queries: self.total_queries,
+            },
+            first_interaction: self.first_interaction,
+            last_interaction: self.last_interaction,
+        }
+    }
+
+    /// Writes `update`, then runs `done` (acks, replies). Waits in the actor
+    /// so events of one session are stored and answered in order. A failed
+    /// write rolls the in-memory state back to what the store holds, so a
+    /// resend is handled as new.
+    fn persist_then(
+        &mut self,
+        ctx: &mut Context<Self>,
+        conn_id: u64,
+        client_msg_id: Option<String>,
+        contact_changed: bool,
+        rollback: Rollback,
+        done: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) {
+        let update = self.update(contact_changed);
+        let store = Arc::clone(&self.registry.deps().store);
+        let written = update.new_entries.len();
+        let fut = async move { store.persist(&update).await };
+        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(()) => {
+                act.persisted += written;
+                done(act, ctx);
+            }
+            Err(err) => {
+                tracing::warn!(session_id = %act.id, error = %err, "store write failed; event not acknowledged");
+                act.rollback(rollback);
+                act.refuse(conn_id, ErrorCode::Unavailable, "could not save; please resend", client_msg_id.as_deref(), Some(Duration::from_secs(1)));
+            }
+        }));
+    }
+
+    fn rollback(&mut self, to: Rollback) {
+        self.transcript.truncate(self.persisted);
+        self.contact = to.contact;
+        self.contact_collected = to.contact_collected;
+        self.tracker = to.tracker;
+        self.score = to.score;
+        self.total_queries = to.total_queries;
+        self.last_interaction = to.last_interaction;
+        if let Some(id) = to.client_msg_id {
+            self.acked.remove(id.as_str());
+        }
+    }
+
+    fn checkpoint(&self, client_msg_id: Option<String>) -> Rollback {
+        Rollback {
+            contact: self.contact.clone(),
+            contact_collected: self.contact_collected,
+            tracker: self.tracker.clone(),
+            score: self.score.clone(),
+            total_queries: self.total_queries,
+            last_interaction: self.last_interaction,
+            client_msg_id,
+        }
+    }
+
+    fn on_contact(&mut self, ctx: &mut Context<Self>, conn_id: u64, contact: Contact) {
+        let before = self.checkpoint(None);
+        let now = Utc::now();
+        self.contact = contact;
+        self.contact_collected = true;
+        self.last_interaction = now;
+        let deps = Arc::clone(self.registry.deps());
+        deps.engine
+            .observe_contact(&mut self.tracker, &facts(&self.contact));
+        self.rescore(now);
+        self.reset_inactivity_timer(ctx);
+        self.persist_then(ctx, conn_id, None, true, before, move |act, _| {
+            act.send_to(conn_id, ServerFrame::ContactOk.encode());
+        });
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<Self>,
+        conn_id: u64,
+        text: String,
+        client_msg_id: Option<String>,
+    ) {
+        if let Some(seq) = client_msg_id.as_deref().and_then(|id| self.acked.get(id)) {
+            // A resend of something already stored: ack it again, nothing else.
+            let ack = ServerFrame::Ack {
+                client_msg_id: client_msg_id.as_deref(),
+                seq: *seq,
+            };
+            self.send_to(conn_id, ack.encode());
+            return;
+        }
+        let before = self.checkpoint(client_msg_id.clone());
+        let deps = Arc::clone(self.registry.deps());
+        let now = Utc::now();
+        self.total_queries += 1;
+        self.last_interaction = now;
+        let reply = deps.responder.reply(&ReplyContext {
+            text: &text,
+            contact_collected: self.contact_collected,
+            visitor_messages: self.total_queries,
+        });
+        deps.engine.observe_visitor(&mut self.tracker, &text, now);
+        deps.engine.observe_bot(&mut self.tracker, &reply, now);
+        let user_seq = self.push_entry(Role::User, text, now, client_msg_id.clone());
+        let bot_seq = self.push_entry(Role::Bot, reply, now, None);
+        if let Some(id) = &client_msg_id {
+            self.acked.insert(id.as_str().into(), user_seq);
+        }
+        self.rescore(now);
+        self.reset_inactivity_timer(ctx);
+        metrics::counter!(names::MESSAGES).increment(1);
+        let received = std::time::Instant::now();
+        self.persist_then(
+            ctx,
+            conn_id,
+            client_msg_id.clone(),
+            false,
+            before,
+            move |act, _| {
+                let ack = ServerFrame::Ack {
+                    client_msg_id: client_msg_id.as_deref(),
+                    seq: user_seq,
+                };
+                act.send_to(conn_id, ack.encode());
+                let entry_text = |seq: u64| act.transcript.iter().rev().find(|e| e.seq == seq);
+                if let Some(user) = entry_text(user_seq) {
+                    // Other tabs of the same visitor see the message too.
+                    let echo = ServerFrame::Message {
+                        role: Role::User,
+                        seq: user.seq,
+                        text: &user.text,
+                        at: user.at,
+                    };
+                    act.broadcast(&echo.encode(), false, Some(conn_id));
+                }
+                if let Some(bot) = entry_text(bot_seq) {
+                    let frame = ServerFrame::Message {
+                        role: Role::Bot,
+                        seq: bot.seq,
+                        text: &bot.text,
+                        at: bot.at,
+                    };
+                    act.broadcast(&frame.encode(), false, None);
+                }
+                metrics::histogram!(names::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
+            },
+        );
+    }
+
+    fn rescore(&mut self, now: DateTime<Utc>) {
+        let engine = &self.registry.deps().engine;
+        let score = engine.evaluate(&self.tracker, now);
+        if score.priority != self.score.priority {
+            tracing::info!(
+                session_id = %self.id,
+                from = self.score.priority.as_str(),
+                to = score.priority.as_str(),
+                lead_score = score.lead_score,
+                signals = ?score.signals.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+                "lead priority changed"
+            );
+        }
+        self.score = score;
+    }
+
+    fn session_frame(&self, resumed: bool, previous: Option<&str>) -> ByteString {
+        ServerFrame::Session {
+            session_id: self.id.to_string(),
+            resumed,
+            contact_collected: self.contact_collected,
+            previous_session_id: previous,
+            history: self.transcript.iter().map(HistoryLine::from).collect(),
+        }
+        .encode()
+    }
+}
+
+/// The state a failed store write rolls back to.
+pub(super) struct Rollback {
+    contact: Contact,
+    contact_collected: bool,
+    tracker: LeadTracker,
+    score: LeadScore,
+    total_queries: u32,
+    last_interaction: DateTime<Utc>,
+    client_msg_id: Option<String>,
+}
+
+pub(super) fn facts(c: &Contact) -> ContactFacts<'_> {
+    ContactFacts {
+        name: c.name(),
+        email: c.email(),
+        phone: c.phone(),
+        organization: c.organization(),
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        metrics::gauge!(names::LIVE_SESSIONS).increment(1.0);
+        self.start_inactivity_timer(ctx);
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        metrics::gauge!(names::LIVE_SESSIONS).decrement(1.0);
+        self.registry.remove(self.id, &ctx.address());
+    }
+}
+
+impl Handler<Connect> for SessionActor {
+    type Result = Result<ByteString, SessionGone>;
+
+    fn handle(&mut self, msg: Connect, _ctx: &mut Self::Context) -> Self::Result {
+        if self.state != Lifecycle::Live {
+            return Err(SessionGone);
+        }
+        self.connections.push((msg.conn_id, msg.socket));
+        Ok(self.session_frame(msg.resumed, msg.previous_session_id.as_deref()))
+    }
+}
+
+impl Handler<Disconnect> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
+        self.connections.retain(|(id, _)| *id != msg.conn_id);
+    }
+}
+
+impl Handler<VisitorFrame> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: VisitorFrame, ctx: &mut Self::Context) {
+        let conn_id = msg.conn_id;
+        let client_msg_id = match &msg.command {
+            VisitorCommand::Message { client_msg_id, .. } => client_msg_id.clone(),
+            _ => None,
+        };
+        if self.state != Lifecycle::Live {
+            self.refuse(
+                conn_id,
+                ErrorCode::SessionEnded,
+                "this session has ended; start a new one",
+                client_msg_id.as_deref(),
+                None,
+            );
+            return;
+        }
+        if let Err(wait) = self.take_frame_budget() {
+            self.refuse(
+                conn_id,
+                ErrorCode::RateLimited,
+                "too many messages; slow down",
+                client_msg_id.as_deref(),
+                Some(wait),
+            );
+            return;
+        }
+        match msg.command {
+            VisitorCommand::Contact(contact) => self.on_contact(ctx, conn_id, contact),
+            VisitorCommand::Message {
+                text,
+                client_msg_id,
+            } => self.on_message(ctx, conn_id, text, client_msg_id),
+            VisitorCommand::End => self.finalize(ctx, EndReason::Visitor, None),
+        }
+    }
+}
+
+impl Handler<EndSession> for SessionActor {
+    // A plain future, not an actor future: the answer must outlive the
+    // actor, which stops as soon as it has finalized.
+    type Result = ResponseFuture<EndOutcome>;
+
+    fn handle(&mut self, msg: EndSession, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.finalize(ctx, msg.reason, Some(tx));
+        Box::pin(async move { rx.await.unwrap_or(EndOutcome::AlreadyFinalized) })
+    }
+}

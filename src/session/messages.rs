@@ -1,0 +1,70 @@
+//! Messages the SessionActor takes, and what it pushes to its connections.
+
+use actix::{Message, Recipient};
+use bytestring::ByteString;
+
+use crate::domain::{Contact, EndReason};
+
+/// A ready-to-send text frame for one visitor connection. `ended` tells the
+/// connection that its session is gone.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct SocketFrame {
+    pub text: ByteString,
+    pub ended: bool,
+}
+
+/// A connection attaches to the session; answered with the `session` frame.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ByteString, SessionGone>")]
+pub struct Connect {
+    pub conn_id: u64,
+    pub socket: Recipient<SocketFrame>,
+    pub resumed: bool,
+    pub previous_session_id: Option<String>,
+}
+
+/// The session is finalizing or finalized: the connection must open a new one.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionGone;
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub conn_id: u64,
+}
+
+/// A visitor frame, already parsed at the edge.
+#[derive(Debug)]
+pub enum VisitorCommand {
+    Contact(Contact),
+    Message {
+        text: String,
+        client_msg_id: Option<String>,
+    },
+    End,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct VisitorFrame {
+    pub conn_id: u64,
+    pub command: VisitorCommand,
+}
+
+/// Finalize the session now (REST `/end_session`, admin).
+#[derive(Debug, Message)]
+#[rtype(result = "EndOutcome")]
+pub struct EndSession {
+    pub reason: EndReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndOutcome {
+    /// This call finalized it; the report is on its way.
+    Finalized,
+    /// Someone else already did (another trigger, another node).
+    AlreadyFinalized,
+    /// The store could not take the guard; nothing changed, try again.
+    Unavailable,
+}

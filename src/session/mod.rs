@@ -1,0 +1,11 @@
+//! Live sessions: one `SessionActor` per conversation, found and created
+//! through the `SessionRegistry`.
+
+mod actor;
+mod lifecycle;
+pub mod messages;
+mod registry;
+
+pub use actor::SessionActor;
+pub use messages::*;
+pub use registry::{Lookup, OpenedSession, SessionDeps, SessionRegistry};

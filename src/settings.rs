@@ -1,0 +1,384 @@
+//! Typed, validated settings. Precedence, lowest first:
+//! built-in defaults < `config/default.toml` < the file named by
+//! `LEADCHAT_CONFIG` < environment variables (`LEADCHAT_LISTEN`,
+//! `LEADCHAT_LIMITS__MAX_FRAME_BYTES`, … — `__` separates nested keys).
+//! A bad value stops start-up with one line naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid setting `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("cannot read settings: {0}")]
+    Source(String),
+}
+
+impl SettingsError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A duration written the way people write it: `300s`, `5m`, `1500ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Seconds(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Self(Duration::from_secs(s))),
+            Raw::Text(t) => humantime::parse_duration(t.trim()).map(Self).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "expected a duration like `300s`, `5m` or `1500ms` ({e})"
+                ))
+            }),
+        }
+    }
+}
+
+/// `limits.rate`: visitor frames allowed per window, written `20/10s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSetting {
+    pub frames: u32,
+    pub per: Duration,
+}
+
+impl Serialize for RateSetting {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!(
+            "{}/{}",
+            self.frames,
+            humantime::format_duration(self.per)
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for RateSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "expected FRAMES/WINDOW like `20/10s`, got {text:?}"
+            ))
+        };
+        let (frames, per) = text.split_once('/').ok_or_else(bad)?;
+        let frames: u32 = frames.trim().parse().map_err(|_| bad())?;
+        let per = humantime::parse_duration(per.trim()).map_err(|_| bad())?;
+        if frames == 0 || per.is_zero() {
+            return Err(bad());
+        }
+        Ok(Self { frames, per })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub listen: String,
+    pub redis_url: Option<String>,
+    /// Prefix for every Redis key this node writes; lets tests and several
+    /// deployments share one Redis. Empty in production.
+    pub redis_prefix: String,
+    pub database_url: String,
+    pub inactivity_timeout: HumanDuration,
+    pub sweep_interval: HumanDuration,
+    pub smtp_url: Option<String>,
+    pub outbox_dir: PathBuf,
+    pub mail_from: String,
+    pub mail_to: String,
+    pub report_dir: PathBuf,
+    pub admin_token: Option<String>,
+    pub node_id: Option<String>,
+    /// How long a shutdown waits for in-flight reports and mails.
+    pub shutdown_grace: HumanDuration,
+    pub knowledge_file: PathBuf,
+    pub scoring_file: PathBuf,
+    pub workers: Option<usize>,
+    pub brand: BrandSettings,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrandSettings {
+    pub name: String,
+    pub color: String,
+    pub logo: Option<PathBuf>,
+    pub bot_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub rate: RateSetting,
+    pub client_timeout: HumanDuration,
+    pub heartbeat_interval: HumanDuration,
+    /// A frame whose bytes have not all arrived in this time closes the
+    /// connection: a trickled frame must not hold a socket forever.
+    pub frame_read_timeout: HumanDuration,
+    /// Open WebSockets past which upgrades get 503; unset = a margin under
+    /// the process's file-descriptor limit.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            redis_url: None,
+            redis_prefix: String::new(),
+            database_url: "sqlite://data/leadchat.db".into(),
+            inactivity_timeout: HumanDuration(Duration::from_secs(300)),
+            sweep_interval: HumanDuration(Duration::from_secs(60)),
+            smtp_url: None,
+            outbox_dir: "outbox".into(),
+            mail_from: "leadchat@localhost".into(),
+            mail_to: "sales@localhost".into(),
+            report_dir: "reports".into(),
+            admin_token: None,
+            node_id: None,
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            knowledge_file: "config/knowledge.toml".into(),
+            scoring_file: "config/scoring.toml".into(),
+            workers: None,
+            brand: BrandSettings {
+                name: "Leadchat".into(),
+                color: "#1f6feb".into(),
+                logo: None,
+                bot_name: "Assistant".into(),
+            },
+            limits: Limits {
+                max_frame_bytes: 8 * 1024,
+                rate: RateSetting {
+                    frames: 20,
+                    per: Duration::from_secs(10),
+                },
+                client_timeout: HumanDuration(Duration::from_secs(30)),
+                heartbeat_interval: HumanDuration(Duration::from_secs(10)),
+                frame_read_timeout: HumanDuration(Duration::from_secs(10)),
+                max_connections: None,
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the layered settings from the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        let base = Path::new("config/default.toml");
+        if base.exists() {
+            figment = figment.merge(Toml::file(base));
+        }
+        if let Ok(path) = std::env::var("LEADCHAT_CONFIG") {
+            if !Path::new(&path).exists() {
+                return Err(SettingsError::invalid(
+                    "LEADCHAT_CONFIG",
+                    format!("file {path:?} does not exist"),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("LEADCHAT_")
+                .ignore(&["CONFIG"])
+                .split("__")
+                .map(|k| k.as_str().to_ascii_lowercase().into()),
+        );
+        Self::from_figment(figment)
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
+        let settings: Settings = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let message = e.kind.to_string();
+            if key.is_empty() {
+                SettingsError::Source(message)
+            } else {
+                SettingsError::Invalid { key, message }
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        self.listen_addr()?;
+        if self.inactivity_timeout.0 < Duration::from_millis(100) {
+            return Err(SettingsError::invalid(
+                "inactivity_timeout",
+                "must be at least 100ms",
+            ));
+        }
+        if self.sweep_interval.0.is_zero() {
+            return Err(SettingsError::invalid(
+                "sweep_interval",
+                "must be more than zero",
+            ));
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("unix://"))
+        {
+            return Err(SettingsError::invalid(
+                "redis_url",
+                "expected redis://HOST:PORT[/DB]",
+            ));
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(SettingsError::invalid(
+                "database_url",
+                "expected sqlite://PATH or postgres://…",
+            ));
+        }
+        if let Some(url) = &self.smtp_url
+            && !(url.starts_with("smtp://")
+                || url.starts_with("smtps://")
+                || url.starts_with("smtp+starttls://"))
+        {
+            return Err(SettingsError::invalid(
+                "smtp_url",
+                "expected smtp://HOST:PORT or smtps://USER:PASS@HOST:PORT",
+            ));
+        }
+        if self.mail_recipients().is_empty() {
+            return Err(SettingsError::invalid(
+                "mail_to",
+                "needs at least one address",
+            ));
+        }
+        if !(256..=1024 * 1024).contains(&self.limits.max_frame_bytes) {
+            return Err(SettingsError::invalid(
+                "limits.max_frame_bytes",
+                "must be between 256 and 1048576",
+            ));
+        }
+        if self.limits.heartbeat_interval.0.is_zero()
+            || self.limits.client_timeout.0 <= self.limits.heartbeat_interval.0
+        {
+            return Err(SettingsError::invalid(
+                "limits.client_timeout",
+                "must be longer than limits.heartbeat_interval",
+            ));
+        }
+        if matches!(self.admin_token.as_deref(), Some(t) if t.len() < 16) {
+            return Err(SettingsError::invalid(
+                "admin_token",
+                "must be at least 16 characters",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, SettingsError> {
+        self.listen.parse().map_err(|_| {
+            SettingsError::invalid(
+                "listen",
+                format!("expected ADDRESS:PORT, got {:?}", self.listen),
+            )
+        })
+    }
+
+    pub fn mail_recipients(&self) -> Vec<String> {
+        self.mail_to
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// This node's name: the setting, else host name and pid.
+    pub fn node_name(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "leadchat".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
+/// A URL with its password replaced, for logs and `check-config`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut f = Figment::from(Serialized::defaults(Settings::default()));
+        for (k, v) in pairs {
+            f = f.merge(Toml::string(&format!("{k} = {v}")));
+        }
+        Settings::from_figment(f)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = with(&[]).expect("defaults");
+        assert_eq!(s.inactivity_timeout.0, Duration::from_secs(300));
+        assert_eq!(s.limits.rate.frames, 20);
+    }
+
+    #[test]
+    fn parses_human_durations() {
+        assert_eq!(
+            with(&[("inactivity_timeout", "\"1500ms\"")])
+                .expect("ok")
+                .inactivity_timeout
+                .0,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            with(&[("inactivity_timeout", "\"5m\"")])
+                .expect("ok")
+                .inactivity_timeout
+                .0,
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = with(&[("inactivity_timeout", "\"soon\"")]).expect_err("bad");
+        assert!(err.to_string().contains("inactivity_timeout"), "{err}");
+        let err = with(&[("listen", "\"nowhere\"")]).expect_err("bad");
+        assert!(err.to_string().contains("`listen`"), "{err}");
+    }
+}

@@ -1,0 +1,101 @@
+//! Live session state behind one interface: Redis in production, memory when
+//! no Redis is configured (one node, no crash recovery). Both pass the same
+//! contract tests (`tests/store_contract.rs`).
+
+pub mod keys;
+mod memory;
+pub mod migrate;
+mod redis;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Contact, SessionId, TranscriptEntry};
+use crate::scoring::LeadScore;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+/// How long the finalized guard (and the finished session's keys) live.
+pub const FINALIZED_TTL_SECS: u64 = 7 * 24 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The lead figures as they are kept in `lead:{ID}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadRecord {
+    pub score: LeadScore,
+    pub total_queries: u32,
+}
+
+/// One visitor event's worth of changes, written in a single round trip.
+#[derive(Debug, Clone)]
+pub struct SessionUpdate {
+    pub id: SessionId,
+    /// Written when it changed (the contact frame), else left as it is.
+    pub contact: Option<Contact>,
+    pub new_entries: Vec<TranscriptEntry>,
+    pub lead: LeadRecord,
+    pub first_interaction: DateTime<Utc>,
+    pub last_interaction: DateTime<Utc>,
+}
+
+/// A session as read back from the store.
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    pub id: SessionId,
+    pub contact: Contact,
+    pub contact_collected: bool,
+    pub lead: Option<LeadRecord>,
+    pub entries: Vec<TranscriptEntry>,
+    pub first_interaction: Option<DateTime<Utc>>,
+    pub last_interaction: Option<DateTime<Utc>>,
+    pub finalized: bool,
+}
+
+impl StoredSession {
+    /// What is left of a session whose data went to its report.
+    pub fn finalized_stub(id: SessionId) -> Self {
+        Self {
+            id,
+            contact: Contact::default(),
+            contact_collected: false,
+            lead: None,
+            entries: Vec::new(),
+            first_interaction: None,
+            last_interaction: None,
+            finalized: true,
+        }
+    }
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Everything known about a session; `None` when nothing was ever stored.
+    async fn load(&self, id: SessionId) -> Result<Option<StoredSession>, StoreError>;
+
+    /// Appends entries and rewrites the contact and lead figures, atomically.
+    async fn persist(&self, update: &SessionUpdate) -> Result<(), StoreError>;
+
+    /// Takes the finalized guard (`SET NX`, 7-day TTL). `true` for the one
+    /// caller that took it; everyone else gets `false`.
+    async fn try_finalize(&self, id: SessionId) -> Result<bool, StoreError>;
+
+    async fn is_finalized(&self, id: SessionId) -> Result<bool, StoreError>;
+
+    /// Answers when the store is reachable.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A short name for logs and `/ready`.
+    fn kind(&self) -> &'static str;
+}
+
+pub type SharedStore = Arc<dyn SessionStore>;

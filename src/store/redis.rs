@@ -1,0 +1,289 @@
+//! The production store: PROTOCOL §5's key layout on Redis, one pipelined
+//! MULTI per visitor event, through a `ConnectionManager` that reconnects on
+//! its own after a Redis restart.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use super::keys::Keys;
+use super::{
+    FINALIZED_TTL_SECS, LeadRecord, SessionStore, SessionUpdate, StoreError, StoredSession,
+};
+use crate::domain::{Contact, Role, SessionId, TranscriptEntry};
+use crate::scoring::{LeadScore, Priority, Signal};
+use crate::telemetry::names;
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    metrics::counter!(names::STORE_ERRORS).increment(1);
+    StoreError::Unavailable(e.to_string())
+}
+
+fn observe(op: &'static str, started: Instant) {
+    metrics::histogram!(names::STORE_LATENCY, "op" => op).record(started.elapsed().as_secs_f64());
+}
+
+impl RedisStore {
+    pub async fn connect(url: &str, keys: Keys) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self { conn, keys })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_ts(raw: Option<&String>) -> Option<DateTime<Utc>> {
+    raw.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn lead_fields(update: &SessionUpdate) -> Result<Vec<(&'static str, String)>, StoreError> {
+    let score = &update.lead.score;
+    let signals =
+        serde_json::to_string(&score.signals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(vec![
+        ("lead_score", score.lead_score.to_string()),
+        ("priority", score.priority.as_str().to_owned()),
+        ("engagement_score", score.engagement_score.to_string()),
+        ("total_queries", update.lead.total_queries.to_string()),
+        ("first_interaction", ts(update.first_interaction)),
+        ("last_interaction", ts(update.last_interaction)),
+        ("signals", signals),
+    ])
+}
+
+fn parse_lead(h: &HashMap<String, String>) -> Option<LeadRecord> {
+    let lead_score = h.get("lead_score")?.parse().ok()?;
+    let priority = h
+        .get("priority")
+        .and_then(|p| p.parse::<Priority>().ok())
+        .unwrap_or(Priority::Low);
+    let signals: Vec<Signal> = h
+        .get("signals")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    Some(LeadRecord {
+        score: LeadScore {
+            lead_score,
+            engagement_score: h
+                .get("engagement_score")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            priority,
+            signals,
+        },
+        total_queries: h
+            .get("total_queries")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+/// Sessions written by the Python deployment have only the `chat` list:
+/// rebuild entries from its `"User: …"` lines.
+fn entries_from_chat(lines: &[String], at: DateTime<Utc>) -> Vec<TranscriptEntry> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let (role, text) = match line.split_once(": ") {
+                Some(("User", t)) => (Role::User, t),
+                Some(("Bot", t)) => (Role::Bot, t),
+                _ => (Role::Bot, line.as_str()),
+            };
+            TranscriptEntry {
+                seq: i as u64 + 1,
+                role,
+                text: text.to_owned(),
+                at,
+                client_msg_id: None,
+            }
+        })
+        .collect()
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, id: SessionId) -> Result<Option<StoredSession>, StoreError> {
+        let started = Instant::now();
+        let mut conn = self.conn.clone();
+        type Loaded = (
+            HashMap<String, String>,
+            HashMap<String, String>,
+            Vec<String>,
+            Vec<String>,
+            bool,
+        );
+        let (session, lead, log, chat, finalized): Loaded = redis::pipe()
+            .hgetall(self.keys.session(id))
+            .hgetall(self.keys.lead(id))
+            .lrange(self.keys.log(id), 0, -1)
+            .lrange(self.keys.chat(id), 0, -1)
+            .exists(self.keys.finalized(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        observe("load", started);
+        if session.is_empty() && lead.is_empty() && log.is_empty() && chat.is_empty() {
+            return Ok(finalized.then(|| StoredSession::finalized_stub(id)));
+        }
+        let last_interaction = parse_ts(session.get("last_interaction"))
+            .or_else(|| parse_ts(lead.get("last_interaction")));
+        let entries = if log.is_empty() {
+            entries_from_chat(&chat, last_interaction.unwrap_or_else(Utc::now))
+        } else {
+            log.iter()
+                .map(|raw| {
+                    serde_json::from_str(raw)
+                        .map_err(|e| StoreError::Corrupt(format!("session {id} log: {e}")))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let contact = Contact::restore(
+            session.get("user_name").map(String::as_str),
+            session.get("email").map(String::as_str),
+            session.get("phone").map(String::as_str),
+            session.get("organization").map(String::as_str),
+        );
+        Ok(Some(StoredSession {
+            id,
+            contact,
+            contact_collected: session
+                .get("user_data_collected")
+                .is_some_and(|v| v == "true"),
+            lead: parse_lead(&lead),
+            entries,
+            first_interaction: parse_ts(lead.get("first_interaction")),
+            last_interaction,
+            finalized,
+        }))
+    }
+
+    async fn persist(&self, update: &SessionUpdate) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let id = update.id;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut session_fields: Vec<(&str, String)> =
+            vec![("last_interaction", ts(update.last_interaction))];
+        if let Some(contact) = &update.contact {
+            session_fields.extend([
+                ("user_data_collected", "true".to_owned()),
+                ("user_name", contact.name().unwrap_or_default().to_owned()),
+                ("email", contact.email().unwrap_or_default().to_owned()),
+                ("phone", contact.phone().unwrap_or_default().to_owned()),
+                (
+                    "organization",
+                    contact.organization().unwrap_or_default().to_owned(),
+                ),
+            ]);
+        }
+        pipe.hset_multiple(self.keys.session(id), &session_fields)
+            .ignore();
+        pipe.hset_nx(self.keys.session(id), "user_data_collected", "false")
+            .ignore();
+        pipe.hset_multiple(self.keys.lead(id), &lead_fields(update)?)
+            .ignore();
+        if !update.new_entries.is_empty() {
+            let lines: Vec<String> = update
+                .new_entries
+                .iter()
+                .map(TranscriptEntry::chat_line)
+                .collect();
+            let log = update
+                .new_entries
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            pipe.rpush(self.keys.chat(id), lines).ignore();
+            pipe.rpush(self.keys.log(id), log).ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        observe("persist", started);
+        Ok(())
+    }
+
+    async fn try_finalize(&self, id: SessionId) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let mut conn = self.conn.clone();
+        let ttl = FINALIZED_TTL_SECS as i64;
+        let (took,): (Option<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(self.keys.finalized(id))
+            .arg("true")
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl)
+            .expire(self.keys.session(id), ttl)
+            .ignore()
+            .expire(self.keys.lead(id), ttl)
+            .ignore()
+            .expire(self.keys.chat(id), ttl)
+            .ignore()
+            .expire(self.keys.log(id), ttl)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        observe("finalize", started);
+        Ok(took.is_some())
+    }
+
+    async fn is_finalized(&self, id: SessionId) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.exists(self.keys.finalized(id))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}

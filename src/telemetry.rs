@@ -1,0 +1,62 @@
+//! The tracing subscriber (built once per process) and the Prometheus
+//! recorder behind `GET /metrics`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Installs the log subscriber: `LOG_FORMAT=json` for machines, pretty for
+/// people; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    // A second init (tests) fails harmlessly: the first subscriber stays.
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The process-wide Prometheus recorder. `metrics` has one global recorder,
+/// so every application built in this process (tests build many) shares it.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency_buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)
+                .expect("static bucket list is not empty");
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Someone else installed a recorder first: keep a private one
+                // so /metrics still answers.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+/// Metric names in one place, so dashboards and code agree.
+pub mod names {
+    pub const LIVE_SESSIONS: &str = "leadchat_live_sessions";
+    /// The registry's own count, read at scrape time (cross-check of the gauge).
+    pub const LIVE_SESSIONS_INDEXED: &str = "leadchat_registry_sessions";
+    pub const CONNECTIONS: &str = "leadchat_connections";
+    pub const CONNECTIONS_REFUSED: &str = "leadchat_connections_refused_total";
+    pub const MESSAGES: &str = "leadchat_messages_total";
+    pub const FRAMES_REFUSED: &str = "leadchat_frames_refused_total";
+    pub const STORE_LATENCY: &str = "leadchat_store_latency_seconds";
+    pub const STORE_ERRORS: &str = "leadchat_store_errors_total";
+    pub const SESSIONS_FINALIZED: &str = "leadchat_sessions_finalized_total";
+    pub const SESSIONS_DROPPED: &str = "leadchat_sessions_dropped_total";
+    pub const REPLY_LATENCY: &str = "leadchat_reply_latency_seconds";
+}

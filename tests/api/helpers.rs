@@ -1,0 +1,206 @@
+//! `spawn_app()`: the real server on port 0 with its own store (memory, or
+//! Redis under a key prefix of its own), plus a typed WebSocket client.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler};
+use futures_util::{SinkExt, StreamExt};
+use leadchat::report::FinalizeSession;
+use leadchat::settings::Settings;
+use leadchat::startup::Application;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    Redis,
+}
+
+pub const BOTH: [StoreKind; 2] = [StoreKind::Memory, StoreKind::Redis];
+
+/// Records every finalized session the server hands over.
+#[derive(Default, Clone)]
+pub struct Finalized(pub Arc<Mutex<Vec<leadchat::report::FinalizedSession>>>);
+
+impl Finalized {
+    pub fn count(&self) -> usize {
+        self.0.lock().expect("lock").len()
+    }
+    pub fn ids(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect()
+    }
+}
+
+struct Collector(Finalized);
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+
+impl Handler<FinalizeSession> for Collector {
+    type Result = ();
+    fn handle(&mut self, msg: FinalizeSession, _: &mut Self::Context) {
+        self.0.0.lock().expect("lock").push(msg.session);
+    }
+}
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub finalized: Finalized,
+    pub http: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestApp {
+    pub fn ws_url(&self, session_id: Option<&str>) -> String {
+        match session_id {
+            Some(id) => format!("ws://{}/ws?session_id={id}", self.addr),
+            None => format!("ws://{}/ws", self.addr),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn connect(&self, session_id: Option<&str>) -> (WsClient, Value) {
+        let mut ws = WsClient::connect(&self.ws_url(session_id)).await;
+        let first = ws.recv().await;
+        assert_eq!(
+            first["type"], "session",
+            "first frame must be the session frame: {first}"
+        );
+        (ws, first)
+    }
+
+    pub async fn end_session(&self, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(self.url("/end_session"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("json answer"))
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+pub fn test_settings(kind: StoreKind) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".into(),
+        workers: Some(1),
+        redis_prefix: format!("test:{}:", ulid::Ulid::new()),
+        redis_url: (kind == StoreKind::Redis).then(|| REDIS_URL.into()),
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app(kind: StoreKind) -> TestApp {
+    spawn_app_with(test_settings(kind)).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        leadchat::telemetry::init_tracing();
+    }
+    let finalized = Finalized::default();
+    let collector = Collector(finalized.clone()).start();
+    let app = Application::build_with(settings, Some(collector.recipient()))
+        .await
+        .expect("the application starts (is Redis running on 127.0.0.1:6379?)");
+    let addr = app.addr();
+    let handle = app.server_handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        addr,
+        finalized,
+        http: reqwest::Client::new(),
+        handle,
+    }
+}
+
+type Stream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct WsClient {
+    pub inner: Stream,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> Self {
+        let (inner, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket upgrade");
+        Self { inner }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.inner
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.inner.send(msg).await.expect("send");
+    }
+
+    /// The next text frame as JSON (pings are answered on the way).
+    pub async fn recv(&mut self) -> Value {
+        self.try_recv(Duration::from_secs(10))
+            .await
+            .expect("a frame within 10 s")
+    }
+
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.inner.next())
+                .await
+                .ok()??;
+            match next {
+                Ok(Message::Text(t)) => {
+                    return Some(serde_json::from_str(&t).expect("server frames are JSON"));
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    pub async fn message(&mut self, text: &str, client_msg_id: &str) -> (Value, Value) {
+        self.send(json!({"type":"message","text":text,"client_msg_id":client_msg_id}))
+            .await;
+        let ack = self.recv().await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        let reply = self.recv().await;
+        assert_eq!(reply["type"], "message", "{reply}");
+        (ack, reply)
+    }
+}
+
+/// Polls until `f` holds or the time is up.
+pub async fn eventually(wait: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    f()
+}

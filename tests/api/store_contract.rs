@@ -1,0 +1,196 @@
+//! The same contract for both stores.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use leadchat::domain::{Contact, Role, SessionId, TranscriptEntry};
+use leadchat::scoring::LeadScore;
+use leadchat::store::keys::Keys;
+use leadchat::store::{LeadRecord, MemoryStore, RedisStore, SessionStore, SessionUpdate};
+
+use crate::helpers::REDIS_URL;
+
+async fn stores() -> Vec<Arc<dyn SessionStore>> {
+    let prefix = format!("test:{}:", ulid::Ulid::new());
+    let redis = RedisStore::connect(REDIS_URL, Keys::new(prefix))
+        .await
+        .expect("Redis must be running on 127.0.0.1:6379");
+    vec![Arc::new(MemoryStore::new()), Arc::new(redis)]
+}
+
+fn entry(seq: u64, role: Role, text: &str) -> TranscriptEntry {
+    TranscriptEntry {
+        seq,
+        role,
+        text: text.into(),
+        at: Utc::now(),
+        client_msg_id: (role == Role::User).then(|| format!("c{seq}")),
+    }
+}
+
+#[actix_web::test]
+async fn persisted_events_load_back_in_order() {
+    for store in stores().await {
+        let id = SessionId::new();
+        assert!(
+            store.load(id).await.expect("load").is_none(),
+            "{}",
+            store.kind()
+        );
+        let contact = Contact::parse("Ana", "ana@example.com", "", "Org").expect("valid");
+        let lead = LeadRecord {
+            score: LeadScore::default(),
+            total_queries: 1,
+        };
+        let now = Utc::now();
+        store
+            .persist(&SessionUpdate {
+                id,
+                contact: None,
+                new_entries: vec![entry(1, Role::Bot, "hi"), entry(2, Role::User, "q #1 $ *")],
+                lead: lead.clone(),
+                first_interaction: now,
+                last_interaction: now,
+            })
+            .await
+            .expect("persist");
+        store
+            .persist(&SessionUpdate {
+                id,
+                contact: Some(contact.clone()),
+                new_entries: vec![entry(3, Role::Bot, "a ✓")],
+                lead,
+                first_interaction: now,
+                last_interaction: now,
+            })
+            .await
+            .expect("persist");
+        let loaded = store.load(id).await.expect("load").expect("stored");
+        assert_eq!(
+            loaded.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3],
+            "{}",
+            store.kind()
+        );
+        assert_eq!(loaded.entries[1].text, "q #1 $ *");
+        assert_eq!(loaded.entries[1].client_msg_id.as_deref(), Some("c2"));
+        assert!(loaded.contact_collected);
+        assert_eq!(loaded.contact, contact);
+        assert_eq!(loaded.lead.expect("lead").total_queries, 1);
+        assert!(!loaded.finalized);
+    }
+}
+
+#[actix_web::test]
+async fn the_finalized_guard_is_taken_exactly_once_under_concurrency() {
+    for store in stores().await {
+        let id = SessionId::new();
+        let attempts = (0..16).map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.try_finalize(id).await.expect("finalize") })
+        });
+        let mut taken = 0;
+        for a in attempts {
+            if a.await.expect("task") {
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, 1, "{}", store.kind());
+        assert!(store.is_finalized(id).await.expect("check"));
+        assert!(store.load(id).await.expect("load").expect("stub").finalized);
+    }
+}
+
+#[actix_web::test]
+async fn redis_keys_follow_the_protocol_layout() {
+    let prefix = format!("test:{}:", ulid::Ulid::new());
+    let store = RedisStore::connect(REDIS_URL, Keys::new(prefix.clone()))
+        .await
+        .expect("redis");
+    let id = SessionId::new();
+    let now = Utc::now();
+    let contact = Contact::parse("Ravi", "ravi@firm.in", "9876543210", "Firm").expect("valid");
+    store
+        .persist(&SessionUpdate {
+            id,
+            contact: Some(contact),
+            new_entries: vec![entry(1, Role::User, "hello")],
+            lead: LeadRecord {
+                score: LeadScore::default(),
+                total_queries: 1,
+            },
+            first_interaction: now,
+            last_interaction: now,
+        })
+        .await
+        .expect("persist");
+    let mut conn = redis::Client::open(REDIS_URL)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let session: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{prefix}session:{{{id}}}"))
+        .query_async(&mut conn)
+        .await
+        .expect("hgetall");
+    assert_eq!(session["user_data_collected"], "true");
+    assert_eq!(session["user_name"], "Ravi");
+    assert_eq!(session["email"], "ravi@firm.in");
+    assert!(session.contains_key("last_interaction"));
+    let lead: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{prefix}lead:{{{id}}}"))
+        .query_async(&mut conn)
+        .await
+        .expect("hgetall");
+    for field in [
+        "lead_score",
+        "priority",
+        "engagement_score",
+        "total_queries",
+        "first_interaction",
+        "last_interaction",
+    ] {
+        assert!(lead.contains_key(field), "lead:{{ID}} lacks {field}");
+    }
+    let chat: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{prefix}session:{{{id}}}:chat"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("lrange");
+    assert_eq!(chat, vec!["User: hello".to_owned()]);
+    assert!(store.try_finalize(id).await.expect("finalize"));
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{prefix}session:{{{id}}}:finalized"))
+        .query_async(&mut conn)
+        .await
+        .expect("ttl");
+    assert!(ttl > 6 * 24 * 3600, "7-day TTL, got {ttl}");
+}
+
+#[actix_web::test]
+async fn a_python_era_session_with_only_a_chat_list_loads() {
+    let prefix = format!("test:{}:", ulid::Ulid::new());
+    let store = RedisStore::connect(REDIS_URL, Keys::new(prefix.clone()))
+        .await
+        .expect("redis");
+    let id = SessionId::new();
+    let mut conn = redis::Client::open(REDIS_URL)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let _: () = redis::cmd("RPUSH")
+        .arg(format!("{prefix}session:{{{id}}}:chat"))
+        .arg("User: hi")
+        .arg("Bot: hello: there")
+        .query_async(&mut conn)
+        .await
+        .expect("rpush");
+    let loaded = store.load(id).await.expect("load").expect("stored");
+    assert_eq!(loaded.entries.len(), 2);
+    assert_eq!(loaded.entries[0].role, Role::User);
+    assert_eq!(loaded.entries[1].text, "hello: there");
+}

@@ -1,0 +1,174 @@
+//! The real binary as an operator runs it: start-up, settings errors, and a
+//! kill -9 in the middle of a chat.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(envs: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadchat"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .env("LEADCHAT_LISTEN", "127.0.0.1:0")
+        .env("LEADCHAT_WORKERS", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn leadchat");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server logs `listening on ADDR`");
+    Server { child, addr }
+}
+
+async fn recv(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("frame in time")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("json");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_visitor_gets_the_history_back_after_kill_9_and_a_resend_is_not_logged_twice() {
+    let prefix = format!("test:{}:", ulid::Ulid::new());
+    let env = [
+        ("LEADCHAT_REDIS_URL", REDIS_URL),
+        ("LEADCHAT_REDIS_PREFIX", prefix.as_str()),
+    ];
+    let mut server = start(&env);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
+        .await
+        .expect("connect");
+    let session = recv(&mut ws).await;
+    let id = session["session_id"].as_str().expect("id").to_owned();
+    ws.send(Message::text(
+        json!({"type":"message","text":"Need EPR for 200 t of packaging","client_msg_id":"k1"})
+            .to_string(),
+    ))
+    .await
+    .expect("send");
+    let ack = recv(&mut ws).await;
+    assert_eq!(ack["type"], "ack");
+    let _reply = recv(&mut ws).await;
+
+    // kill -9: no shutdown hook runs.
+    server.child.kill().expect("kill");
+    server.child.wait().expect("reaped");
+
+    let server = start(&env);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?session_id={id}", server.addr))
+            .await
+            .expect("reconnect");
+    let resumed = recv(&mut ws).await;
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    let texts: Vec<&str> = resumed["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["text"].as_str())
+        .collect();
+    assert!(
+        texts.contains(&"Need EPR for 200 t of packaging"),
+        "{texts:?}"
+    );
+    // The widget did not see the ack in time and resends: same seq, no new line.
+    ws.send(Message::text(
+        json!({"type":"message","text":"Need EPR for 200 t of packaging","client_msg_id":"k1"})
+            .to_string(),
+    ))
+    .await
+    .expect("send");
+    let again = recv(&mut ws).await;
+    assert_eq!(again["type"], "ack");
+    assert_eq!(again["seq"], ack["seq"]);
+    let mut conn = redis::Client::open(REDIS_URL)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let chat: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{prefix}session:{{{id}}}:chat"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("lrange");
+    assert_eq!(
+        chat.iter().filter(|l| l.starts_with("User: ")).count(),
+        1,
+        "{chat:?}"
+    );
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_the_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_leadchat"))
+        .env("LEADCHAT_INACTIVITY_TIMEOUT", "soon")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("inactivity_timeout"), "{stderr}");
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = Command::new(env!("CARGO_BIN_EXE_leadchat"))
+        .arg("--help")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["serve", "check-config", "migrate-keys"] {
+        assert!(text.contains(sub), "{sub} missing from --help");
+    }
+}
