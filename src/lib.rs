@@ -1,9 +1,11 @@
 //! leadchat: a self-hosted lead-capture chat server. See README.md for the
 //! architecture; each module's first lines say what it is for.
 
+pub mod archive;
 pub mod bot;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod report;
 pub mod scoring;
 pub mod session;

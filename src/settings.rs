@@ -114,6 +114,11 @@ pub struct Settings {
     pub shutdown_grace: HumanDuration,
     pub knowledge_file: PathBuf,
     pub scoring_file: PathBuf,
+    /// A custom Typst template; unset = the built-in one.
+    pub report_template: Option<PathBuf>,
+    pub fonts_dir: PathBuf,
+    /// How often the mailer looks for due mails in the outbox.
+    pub mail_poll_interval: HumanDuration,
     pub workers: Option<usize>,
     pub brand: BrandSettings,
     pub limits: Limits,
@@ -160,6 +165,9 @@ impl Default for Settings {
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
             knowledge_file: "config/knowledge.toml".into(),
             scoring_file: "config/scoring.toml".into(),
+            report_template: None,
+            fonts_dir: crate::report::default_fonts_dir(),
+            mail_poll_interval: HumanDuration(Duration::from_secs(1)),
             workers: None,
             brand: BrandSettings {
                 name: "Leadchat".into(),

@@ -5,13 +5,17 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use actix::{Actor, Recipient};
+use actix::{Actor, Addr, Recipient};
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 
+use crate::archive::Archive;
 use crate::bot::{KnowledgeBase, Responder};
 use crate::http::{self, Admission, AppState};
-use crate::report::{FinalizeSession, ReportActor};
+use crate::mail::{MailTransport, MailerActor, MailerDeps};
+use crate::report::{
+    Brand, Drain, FinalizeSession, LogoImage, RenderPool, ReportActor, ReportDeps, ReportRenderer,
+};
 use crate::scoring::{Engine, ScoringConfig};
 use crate::session::{SessionDeps, SessionRegistry};
 use crate::settings::Settings;
@@ -29,6 +33,12 @@ pub enum StartupError {
     Knowledge(#[from] crate::bot::KnowledgeError),
     #[error("scoring configuration: {0}")]
     Scoring(#[from] crate::scoring::ScoringError),
+    #[error("cannot open the archive: {0}")]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error("cannot load the report template or fonts: {0}")]
+    Render(#[from] crate::report::RenderError),
+    #[error("mail transport: {0}")]
+    Mail(#[from] crate::mail::MailError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -40,6 +50,81 @@ pub struct Application {
     addr: SocketAddr,
     server: Server,
     registry: Arc<SessionRegistry>,
+    pipeline: Pipeline,
+    grace: std::time::Duration,
+}
+
+/// The finalize pipeline's actors.
+struct Pipeline {
+    report: Addr<ReportActor>,
+    mailer: Addr<MailerActor>,
+}
+
+impl Pipeline {
+    fn start(settings: &Settings, archive: Archive) -> Result<Self, StartupError> {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let renderer =
+            ReportRenderer::new(settings.report_template.as_deref(), &settings.fonts_dir)?;
+        let renderer = RenderPool::new(renderer, cores, std::time::Duration::from_secs(60));
+        let brand = Brand {
+            name: settings.brand.name.clone(),
+            color: settings.brand.color.clone(),
+            logo: load_logo(settings),
+        };
+        let transport = match &settings.smtp_url {
+            Some(url) => MailTransport::from_url(url)?,
+            None => {
+                tracing::info!(dir = %settings.outbox_dir.display(), "no LEADCHAT_SMTP_URL: report mails are written as .eml files");
+                MailTransport::outbox(settings.outbox_dir.clone())
+            }
+        };
+        let mail_to = settings.mail_recipients();
+        let mailer = MailerActor::new(MailerDeps {
+            archive: archive.clone(),
+            transport,
+            renderer: renderer.clone(),
+            brand: brand.clone(),
+            mail_from: settings.mail_from.clone(),
+            mail_to: mail_to.clone(),
+            report_dir: settings.report_dir.clone(),
+            poll_interval: settings.mail_poll_interval.0,
+            lease: std::time::Duration::from_secs(300),
+            max_in_flight: 8,
+        })
+        .start();
+        let report = ReportActor::new(ReportDeps {
+            archive,
+            renderer,
+            mailer: mailer.clone(),
+            report_dir: settings.report_dir.clone(),
+            brand,
+            mail_from: settings.mail_from.clone(),
+            mail_to,
+            direct_send_lease: std::time::Duration::from_secs(60),
+        })
+        .start();
+        Ok(Self { report, mailer })
+    }
+}
+
+fn load_logo(settings: &Settings) -> Option<LogoImage> {
+    let path = settings.brand.logo.as_ref()?;
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("svg") => "svg",
+        _ => "png",
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => Some(LogoImage {
+            bytes,
+            format: format.into(),
+        }),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "cannot read the brand logo; reports go out without it");
+            None
+        }
+    }
 }
 
 impl Application {
@@ -68,7 +153,9 @@ impl Application {
         };
         let responder: Arc<dyn Responder> = Arc::new(load_knowledge(&settings)?);
         let engine = Engine::new(load_scoring(&settings)?)?;
-        let report = report.unwrap_or_else(|| ReportActor.start().recipient());
+        let archive = Archive::connect(&settings.database_url).await?;
+        let pipeline = Pipeline::start(&settings, archive.clone())?;
+        let report = report.unwrap_or_else(|| pipeline.report.clone().recipient());
 
         let registry = SessionRegistry::new(SessionDeps {
             store: Arc::clone(&store),
@@ -87,6 +174,7 @@ impl Application {
             settings: Arc::clone(&settings),
             registry: Arc::clone(&registry),
             store,
+            archive,
             metrics: telemetry::metrics_handle(),
             admission: Admission::new(max_connections),
             next_conn_id: AtomicU64::new(1),
@@ -124,6 +212,8 @@ impl Application {
             addr,
             server,
             registry,
+            pipeline,
+            grace: settings.shutdown_grace.0,
         })
     }
 
@@ -148,6 +238,16 @@ impl Application {
     /// the store, so live sessions survive the restart; they are not finalized.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await?;
+        // In-flight reports, then the mails they queued, get the grace period;
+        // anything unfinished stays in the durable outbox for the next start.
+        let drained = tokio::time::timeout(self.grace, async {
+            let _ = self.pipeline.report.send(Drain).await;
+            let _ = self.pipeline.mailer.send(Drain).await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("grace period over; unfinished mails stay queued in the outbox");
+        }
         tracing::info!(
             live_sessions = self.registry.live_count(),
             "stopped; live sessions stay in the store"

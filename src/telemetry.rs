@@ -59,4 +59,11 @@ pub mod names {
     pub const SESSIONS_FINALIZED: &str = "leadchat_sessions_finalized_total";
     pub const SESSIONS_DROPPED: &str = "leadchat_sessions_dropped_total";
     pub const REPLY_LATENCY: &str = "leadchat_reply_latency_seconds";
+    pub const RENDER_LATENCY: &str = "leadchat_report_render_seconds";
+    pub const FINALIZE_LATENCY: &str = "leadchat_finalize_seconds";
+    pub const REPORTS: &str = "leadchat_reports_total";
+    pub const MAILS_SENT: &str = "leadchat_mails_sent_total";
+    pub const MAILS_FAILED: &str = "leadchat_mails_failed_total";
+    pub const MAILS_RETRIED: &str = "leadchat_mails_retried_total";
+    pub const MAIL_LATENCY: &str = "leadchat_mail_send_seconds";
 }

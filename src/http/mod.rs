@@ -29,6 +29,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub registry: Arc<SessionRegistry>,
     pub store: SharedStore,
+    pub archive: crate::archive::Archive,
     pub metrics: PrometheusHandle,
     pub admission: Admission,
     pub next_conn_id: AtomicU64,

@@ -6,8 +6,12 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState};
 use crate::domain::{EndReason, SessionId};
+use crate::report::ReportOutcome;
 use crate::session::{EndOutcome, EndSession, Lookup};
 use crate::wire::ErrorCode;
+
+/// How long `/end_session` waits for the PDF before answering anyway.
+const REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Debug, Deserialize)]
 struct EndSessionBody {
@@ -37,12 +41,14 @@ pub async fn end_session(
     let lookup = state.registry.find_or_restore(id).await.map_err(|e| {
         ApiError::unavailable(format!("session store unavailable: {}", kind_only(&e)))
     })?;
+    let (report_tx, report_rx) = tokio::sync::oneshot::channel();
     let outcome = match lookup {
         Lookup::Unknown => return Err(ApiError::not_found("no such session")),
         Lookup::Finalized => EndOutcome::AlreadyFinalized,
         Lookup::Live(addr) => match addr
             .send(EndSession {
                 reason: EndReason::Visitor,
+                report_done: Some(report_tx),
             })
             .await
         {
@@ -51,6 +57,14 @@ pub async fn end_session(
             Err(_) => EndOutcome::AlreadyFinalized,
         },
     };
+    if outcome == EndOutcome::Finalized {
+        // "PDF generated" means it: wait for the render (bounded; the mail
+        // is queued durably either way).
+        match tokio::time::timeout(REPORT_WAIT, report_rx).await {
+            Ok(Ok(ReportOutcome::Rendered | ReportOutcome::AlreadyArchived)) => {}
+            _ => tracing::warn!(session_id = %id, "report not rendered in time; it stays queued"),
+        }
+    }
     let report = format!("session_{id}.pdf");
     match outcome {
         EndOutcome::Finalized => Ok(HttpResponse::Ok().json(serde_json::json!({
@@ -90,9 +104,16 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         tracing::warn!(error = %err, "readiness: store did not answer");
         failed.push(state.store.kind());
     }
+    if let Err(err) = state.archive.ping().await {
+        tracing::warn!(error = %err, "readiness: database did not answer");
+        failed.push("database");
+    }
     if failed.is_empty() {
-        HttpResponse::Ok()
-            .json(serde_json::json!({ "status": "ready", "store": state.store.kind() }))
+        HttpResponse::Ok().json(serde_json::json!({
+            "status": "ready",
+            "store": state.store.kind(),
+            "database": state.archive.backend_name(),
+        }))
     } else {
         HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(serde_json::json!({
             "status": "error",

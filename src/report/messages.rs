@@ -28,10 +28,28 @@ impl FinalizedSession {
     }
 }
 
-/// Render, archive and mail the report of a session whose finalized guard the
+/// How the report step ended, for a caller that waits (`/end_session`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// Archived, PDF written, mail handed to the mailer.
+    Rendered,
+    /// Archived and queued, but the PDF could not be rendered now; the mailer
+    /// renders it again before sending.
+    Queued,
+    /// Another trigger or node archived it first; nothing was done twice.
+    AlreadyArchived,
+}
+
+/// Archive, render and mail the report of a session whose finalized guard the
 /// sender holds. Sent exactly once per session.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct FinalizeSession {
     pub session: FinalizedSession,
+    pub done: Option<tokio::sync::oneshot::Sender<ReportOutcome>>,
 }
+
+/// Resolves once every report in progress has finished (graceful shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Drain;

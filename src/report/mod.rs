@@ -1,8 +1,21 @@
-//! The report side of finalization. This stage only receives the finalized
-//! session; rendering and mailing plug in behind the same message.
+//! PDF session reports and the finalize pipeline behind them.
+//!
+//! `ReportRenderer` renders `templates/session_report.typ` with Typst used as
+//! a library: fonts load and the template parses once, visitor text reaches
+//! the template only as JSON data (so `#`, `$`, `*`, `[` print verbatim).
+//! `ReportActor` archives a finalized session, renders and writes its PDF and
+//! hands the mail to the `MailerActor`.
 
 mod actor;
-pub mod messages;
+pub mod convert;
+mod data;
+mod messages;
+mod pool;
+mod render;
+mod world;
 
-pub use actor::ReportActor;
-pub use messages::{FinalizeSession, FinalizedSession};
+pub use actor::{ReportActor, ReportDeps, write_atomically};
+pub use data::*;
+pub use messages::{Drain, FinalizeSession, FinalizedSession, ReportOutcome};
+pub use pool::RenderPool;
+pub use render::ReportRenderer;

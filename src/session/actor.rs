@@ -48,6 +48,8 @@ pub struct SessionActor {
     pub(super) timer: Option<SpawnHandle>,
     limiter: DefaultDirectRateLimiter,
     pub(super) state: Lifecycle,
+    /// Whoever asked to end the session and waits for its report.
+    pub(super) report_waiter: Option<tokio::sync::oneshot::Sender<crate::report::ReportOutcome>>,
 }
 
 impl SessionActor {
@@ -121,6 +123,7 @@ impl SessionActor {
             timer: None,
             limiter: RateLimiter::direct(quota),
             state: Lifecycle::Live,
+            report_waiter: None,
         }
     }
 
@@ -474,6 +477,9 @@ impl Handler<EndSession> for SessionActor {
 
     fn handle(&mut self, msg: EndSession, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.state == Lifecycle::Live {
+            self.report_waiter = msg.report_done;
+        }
         self.finalize(ctx, msg.reason, Some(tx));
         Box::pin(async move { rx.await.unwrap_or(EndOutcome::AlreadyFinalized) })
     }

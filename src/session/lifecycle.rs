@@ -128,6 +128,9 @@ impl SessionActor {
             transcript: std::mem::take(&mut self.transcript),
         };
         tracing::info!(session_id = %self.id, reason = reason.as_str(), priority = self.score.priority.as_str(), "session finalized");
-        deps.report.do_send(FinalizeSession { session });
+        deps.report.do_send(FinalizeSession {
+            session,
+            done: self.report_waiter.take(),
+        });
     }
 }

@@ -57,6 +57,8 @@ pub struct VisitorFrame {
 #[rtype(result = "EndOutcome")]
 pub struct EndSession {
     pub reason: EndReason,
+    /// Told when the report is archived and rendered (`/end_session` waits).
+    pub report_done: Option<tokio::sync::oneshot::Sender<crate::report::ReportOutcome>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

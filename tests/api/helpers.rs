@@ -55,6 +55,8 @@ impl Handler<FinalizeSession> for Collector {
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// Holds the archive, reports and outbox of this app.
+    pub dir: std::sync::Arc<tempfile::TempDir>,
     pub finalized: Finalized,
     pub http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
@@ -99,8 +101,13 @@ impl TestApp {
     }
 }
 
-pub fn test_settings(kind: StoreKind) -> Settings {
+/// Settings for one test: port 0, its own Redis key prefix, its own SQLite
+/// archive, report and outbox folders (in `dir`).
+pub fn test_settings_in(kind: StoreKind, dir: &std::path::Path) -> Settings {
     Settings {
+        database_url: format!("sqlite://{}", dir.join("archive.db").display()),
+        report_dir: dir.join("reports"),
+        outbox_dir: dir.join("outbox"),
         listen: "127.0.0.1:0".into(),
         workers: Some(1),
         redis_prefix: format!("test:{}:", ulid::Ulid::new()),
@@ -109,17 +116,43 @@ pub fn test_settings(kind: StoreKind) -> Settings {
     }
 }
 
+thread_local! {
+    static DIR: std::cell::RefCell<Option<std::sync::Arc<tempfile::TempDir>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `test_settings_in` a fresh temporary folder, kept alive by the app that
+/// `spawn_app_with` builds from these settings.
+pub fn test_settings(kind: StoreKind) -> Settings {
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    let settings = test_settings_in(kind, dir.path());
+    DIR.with(|d| *d.borrow_mut() = Some(dir));
+    settings
+}
+
 pub async fn spawn_app(kind: StoreKind) -> TestApp {
     spawn_app_with(test_settings(kind)).await
 }
 
+/// The server with a collector in place of the report pipeline.
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    spawn(settings, true).await
+}
+
+/// The server with its real report pipeline (archive, PDF, mail).
+pub async fn spawn_full_app(settings: Settings) -> TestApp {
+    spawn(settings, false).await
+}
+
+async fn spawn(settings: Settings, collect: bool) -> TestApp {
+    let dir = DIR
+        .with(|d| d.borrow_mut().take())
+        .unwrap_or_else(|| std::sync::Arc::new(tempfile::tempdir().expect("temp dir")));
     if std::env::var_os("TEST_LOG").is_some() {
         leadchat::telemetry::init_tracing();
     }
     let finalized = Finalized::default();
-    let collector = Collector(finalized.clone()).start();
-    let app = Application::build_with(settings, Some(collector.recipient()))
+    let collector = collect.then(|| Collector(finalized.clone()).start().recipient());
+    let app = Application::build_with(settings, collector)
         .await
         .expect("the application starts (is Redis running on 127.0.0.1:6379?)");
     let addr = app.addr();
@@ -127,6 +160,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         addr,
+        dir,
         finalized,
         http: reqwest::Client::new(),
         handle,

@@ -2,7 +2,9 @@
 //! the embedded store and with Redis.
 
 mod end_session;
+mod finalize;
 mod helpers;
 mod limits;
+mod smtp;
 mod store_contract;
 mod ws_protocol;

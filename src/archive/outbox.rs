@@ -1,0 +1,185 @@
+//! The durable mail outbox: which report mails are due, and what became of them.
+//!
+//! A mail is `pending` until it is `sent` or permanently `failed`. Retries
+//! move `next_attempt_at` forward; a claim does the same by a lease, so a mail
+//! a worker is busy with is not handed to another worker (or node) until the
+//! lease runs out — which is also how a mail held by a crashed worker comes back.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::error::ArchiveError;
+use super::model::{MailStats, OutboxMail};
+use super::rows::{OutboxRow, outbox_columns, outbox_mails, parse_status};
+use super::{Archive, Backend, on_pool};
+
+impl Archive {
+    /// Pending mails due at `now`, oldest due first. Read-only: use
+    /// [`Archive::claim_due_mails`] when the caller is going to send them.
+    pub async fn due_mails(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMail>, ArchiveError> {
+        let rows: Vec<OutboxRow> = on_pool!(self, |pool, ts| {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                outbox_columns!(),
+                " FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 ORDER BY next_attempt_at, id LIMIT $2"
+            ))
+            .bind(ts(now))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        outbox_mails(rows)
+    }
+
+    /// Takes up to `limit` due mails for sending: in one statement their
+    /// `next_attempt_at` moves to `now + lease`, so no other worker sees them
+    /// as due meanwhile. On PostgreSQL rows another node is claiming are
+    /// skipped (`FOR UPDATE SKIP LOCKED`) rather than waited for; SQLite
+    /// serialises writers, which gives the same result on one node.
+    ///
+    /// Pick a lease longer than one send can take (the SMTP time-out is 30 s).
+    /// The returned mails carry the lease expiry as `next_attempt_at`.
+    pub async fn claim_due_mails(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<OutboxMail>, ArchiveError> {
+        let lease = chrono::Duration::from_std(lease)
+            .map_err(|_| ArchiveError::InvalidArgument("lease too long"))?;
+        let until = now + lease;
+        let rows: Vec<OutboxRow> = match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query_as(concat!(
+                    "UPDATE outbox SET next_attempt_at = $2 WHERE id IN (SELECT id FROM outbox \
+                     WHERE status = 'pending' AND next_attempt_at <= $1 \
+                     ORDER BY next_attempt_at, id LIMIT $3) RETURNING ",
+                    outbox_columns!()
+                ))
+                .bind(super::rows::sqlite_ts(now))
+                .bind(super::rows::sqlite_ts(until))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query_as(concat!(
+                    "UPDATE outbox SET next_attempt_at = $2 WHERE id IN (SELECT id FROM outbox \
+                     WHERE status = 'pending' AND next_attempt_at <= $1 \
+                     ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
+                    outbox_columns!()
+                ))
+                .bind(super::rows::pg_ts(now))
+                .bind(super::rows::pg_ts(until))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        // RETURNING has no defined order; callers expect oldest first.
+        let mut mails = outbox_mails(rows)?;
+        mails.sort_by_key(|m| m.id);
+        Ok(mails)
+    }
+
+    /// The mail went out; it will never be sent again. The successful try
+    /// counts as an attempt too, so `attempts` is the number of sends tried.
+    pub async fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), ArchiveError> {
+        let updated = on_pool!(self, |pool, ts| {
+            sqlx::query(
+                "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, \
+                 last_error = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .bind(ts(at))
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        found(updated, id)
+    }
+
+    /// A transient failure: count the attempt, keep the error, try again at
+    /// `next_attempt_at` (see `mail::transport::backoff`).
+    pub async fn mark_retry(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), ArchiveError> {
+        let updated = on_pool!(self, |pool, ts| {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 \
+                 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(ts(next_attempt_at))
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        found(updated, id)
+    }
+
+    /// A permanent failure (5xx, or out of attempts): never retried.
+    pub async fn mark_failed(&self, id: i64, error: &str) -> Result<(), ArchiveError> {
+        let updated = on_pool!(self, |pool, _ts| {
+            sqlx::query(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $2 \
+                 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(error)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        found(updated, id)
+    }
+
+    /// Counts per status and the oldest pending due time.
+    pub async fn mail_stats(&self) -> Result<MailStats, ArchiveError> {
+        let (counts, oldest): (Vec<(String, i64)>, Option<DateTime<Utc>>) =
+            on_pool!(self, |pool, _ts| {
+                let counts =
+                    sqlx::query_as("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+                        .fetch_all(pool)
+                        .await?;
+                let oldest = sqlx::query_scalar(
+                    "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'",
+                )
+                .fetch_one(pool)
+                .await?;
+                (counts, oldest)
+            });
+        let mut stats = MailStats {
+            oldest_pending_due: oldest,
+            ..MailStats::default()
+        };
+        for (status, n) in counts {
+            match parse_status(&status)? {
+                super::model::MailStatus::Pending => stats.pending = n,
+                super::model::MailStatus::Sent => stats.sent = n,
+                super::model::MailStatus::Failed => stats.failed = n,
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// `rows_affected == 0` means no such mail, or (for retry/failed) one that
+/// is no longer pending — both are caller bugs worth surfacing.
+fn found(updated: u64, id: i64) -> Result<(), ArchiveError> {
+    if updated == 0 {
+        Err(ArchiveError::MailNotFound(id))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,234 @@
+//! Finalization end to end: the real pipeline archives the session, renders
+//! the PDF and mails it to a real SMTP server, exactly once.
+
+use std::time::Duration;
+
+use leadchat::archive::{Archive, MailStatus};
+use leadchat::settings::HumanDuration;
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::smtp;
+
+const TRICKY: &str = r#"#panic("x") $5 *bold* _u_ [link] \ @here <tag> // not a comment"#;
+const HINDI: &str = "मुझे 500 यूनिट का दाम चाहिए 🙏";
+
+fn pdf_text(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("pdftotext")
+        .args(["-raw", "-enc", "UTF-8"])
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (Debian package poppler-utils) must be installed");
+    assert!(out.status.success(), "pdftotext failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect()
+}
+
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect()
+}
+
+async fn chat_and_leave(app: &TestApp) -> String {
+    let (mut ws, session) = app.connect(None).await;
+    let id = session["session_id"].as_str().expect("id").to_owned();
+    ws.send(json!({"type":"contact","name":"Priya Shah","email":"priya@acme-plastics.in","phone":"+91 98765 43210","organization":"Acme Plastics"})).await;
+    assert_eq!(ws.recv().await["type"], "contact_ok");
+    ws.message(
+        "What does EPR registration cost for plastic packaging?",
+        "f1",
+    )
+    .await;
+    ws.message(TRICKY, "f2").await;
+    ws.message(HINDI, "f3").await;
+    id
+}
+
+async fn wait_for_mails(inbox: &smtp::Inbox, n: usize, wait: Duration) -> Vec<smtp::Received> {
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline && inbox.received().len() < n {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    inbox.received()
+}
+
+async fn check_one_report(app: &TestApp, settings_db: &str, id: &str, inbox: &smtp::Inbox) {
+    let mails = wait_for_mails(inbox, 1, Duration::from_secs(20)).await;
+    assert_eq!(mails.len(), 1, "exactly one mail");
+    let mail = &mails[0].data;
+    assert!(mail.contains("Session Report - Priya Shah"), "subject");
+    assert!(
+        mail.contains(&format!("session_{id}.pdf")),
+        "attachment name"
+    );
+    assert!(
+        mail.contains(&format!("Message-ID: <session-{id}@")),
+        "message id from the session id"
+    );
+    assert_eq!(
+        mails[0].to,
+        vec![
+            "sales@example.com".to_owned(),
+            "boss@example.com".to_owned()
+        ]
+    );
+
+    let pdf = app
+        .dir
+        .path()
+        .join("reports")
+        .join(format!("session_{id}.pdf"));
+    assert!(pdf.exists(), "the PDF is written to the report folder");
+    let text = pdf_text(&pdf);
+    for needle in [
+        TRICKY,
+        HINDI,
+        "Priya Shah",
+        "priya@acme-plastics.in",
+        "Acme Plastics",
+        "UserInformation",
+        "LeadInformation",
+        "ConversationTranscript",
+    ] {
+        assert!(text.contains(&squash(needle)), "PDF lacks {needle:?}");
+    }
+    assert!(text.contains(&squash(id)), "PDF names the session");
+
+    let archive = Archive::connect(settings_db).await.expect("archive");
+    let detail = archive
+        .get_session(id)
+        .await
+        .expect("query")
+        .expect("archived");
+    assert_eq!(
+        detail.session.messages.len(),
+        7,
+        "greeting + 3 questions + 3 answers"
+    );
+    assert_eq!(detail.session.name.as_deref(), Some("Priya Shah"));
+    let mail = detail.mail.expect("outbox row");
+    assert!(eventually(Duration::from_secs(5), || true).await);
+    let status = archive
+        .get_session(id)
+        .await
+        .expect("query")
+        .expect("archived")
+        .mail
+        .expect("mail")
+        .status;
+    assert_eq!(status, MailStatus::Sent, "{mail:?}");
+}
+
+fn full_settings(kind: StoreKind, smtp_port: u16) -> leadchat::settings::Settings {
+    let mut s = test_settings(kind);
+    s.smtp_url = Some(format!("smtp://127.0.0.1:{smtp_port}"));
+    s.mail_to = "sales@example.com, boss@example.com".into();
+    s.brand.name = "GreenCycle".into();
+    s
+}
+
+#[actix_web::test]
+async fn an_idle_session_produces_one_pdf_and_one_mail_within_two_seconds_of_its_deadline() {
+    for kind in BOTH {
+        let (port, inbox) = smtp::start();
+        let mut settings = full_settings(kind, port);
+        settings.inactivity_timeout = HumanDuration(Duration::from_secs(1));
+        let db = settings.database_url.clone();
+        let app = spawn_full_app(settings).await;
+        let id = chat_and_leave(&app).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        let mails = wait_for_mails(&inbox, 1, Duration::from_secs(10)).await;
+        assert_eq!(mails.len(), 1);
+        let late = std::time::Instant::now().saturating_duration_since(deadline);
+        assert!(
+            late < Duration::from_secs(3),
+            "mailed {late:?} after the deadline"
+        );
+        check_one_report(&app, &db, &id, &inbox).await;
+    }
+}
+
+#[actix_web::test]
+async fn the_archive_works_on_postgresql_too() {
+    let (port, inbox) = smtp::start();
+    let mut settings = full_settings(StoreKind::Redis, port);
+    let schema = format!("test_{}", ulid::Ulid::new().to_string().to_lowercase());
+    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
+    let db = settings.database_url.clone();
+    let app = spawn_full_app(settings).await;
+    let id = chat_and_leave(&app).await;
+    let (status, body) = app.end_session(json!({"session_id": id})).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (200, Some("PDF generated"))
+    );
+    // "PDF generated" is true when the answer comes.
+    assert!(
+        app.dir
+            .path()
+            .join("reports")
+            .join(format!("session_{id}.pdf"))
+            .exists()
+    );
+    check_one_report(&app, &db, &id, &inbox).await;
+    let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
+        .await
+        .expect("pg");
+    let ddl = format!("DROP SCHEMA \"{schema}\" CASCADE");
+    sqlx::query(sqlx::AssertSqlSafe(ddl))
+        .execute(&pool)
+        .await
+        .expect("drop schema");
+}
+
+#[actix_web::test]
+async fn smtp_down_then_up_delivers_exactly_one_mail() {
+    let port = smtp::free_port();
+    let settings = full_settings(StoreKind::Memory, port);
+    let db = settings.database_url.clone();
+    let app = spawn_full_app(settings).await;
+    let id = chat_and_leave(&app).await;
+    let (status, body) = app.end_session(json!({"session_id": id})).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("success")),
+        "the mail is queued while SMTP is down"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let archive = Archive::connect(&db).await.expect("archive");
+    let mail = archive
+        .get_session(&id)
+        .await
+        .expect("query")
+        .expect("archived")
+        .mail
+        .expect("mail");
+    assert_eq!(mail.status, MailStatus::Pending);
+    assert!(mail.attempts >= 1, "a send was tried: {mail:?}");
+
+    let inbox = smtp::Inbox::default();
+    smtp::serve_on(port, inbox.clone());
+    check_one_report(&app, &db, &id, &inbox).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(inbox.received().len(), 1, "no second mail");
+}
+
+#[actix_web::test]
+async fn racing_triggers_give_one_mail() {
+    let (port, inbox) = smtp::start();
+    let mut settings = full_settings(StoreKind::Redis, port);
+    settings.inactivity_timeout = HumanDuration(Duration::from_millis(1500));
+    let app = spawn_full_app(settings).await;
+    let id = chat_and_leave(&app).await;
+    let (mut tab, _) = app.connect(Some(&id)).await;
+    tokio::time::sleep(Duration::from_millis(1450)).await;
+    tab.send(json!({"type":"end"})).await;
+    let (a, b) = tokio::join!(
+        app.end_session(json!({"session_id": id})),
+        app.end_session(json!({"session_id": id}))
+    );
+    assert_eq!((a.0, b.0), (200, 200));
+    let mails = wait_for_mails(&inbox, 2, Duration::from_secs(5)).await;
+    assert_eq!(mails.len(), 1);
+}

@@ -1,0 +1,433 @@
+//! The archive's specification, run against both back ends.
+//!
+//! Every scenario is an `async fn(&Archive)`; `on_both_backends!` turns it
+//! into `<name>::sqlite` (a fresh temp file) and `<name>::postgres` (a fresh
+//! schema in the local server, dropped afterwards). A missing PostgreSQL fails
+//! the postgres tests: a skipped back end is an untested back end.
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
+use std::time::Duration;
+
+use chrono::{Duration as Span, NaiveDate, Utc};
+use fixtures::{Cleanup, archive, at, mail, session};
+use leadchat::archive::{Archive, ArchiveError, ArchiveOutcome, MailStatus, SessionQuery};
+use serde_json::json;
+
+on_both_backends!(
+    round_trip_keeps_every_field,
+    unicode_text_round_trips,
+    racing_archives_store_one_session_and_one_mail,
+    outbox_moves_through_due_claim_retry_sent_failed,
+    concurrent_claims_never_hand_out_a_mail_twice,
+    list_filters_and_pages,
+    counts_per_day_and_priority,
+);
+
+async fn round_trip_keeps_every_field(a: &Archive) {
+    a.ping().await.expect("ping");
+    let s = session("s-1", at(5, 12, 123_456));
+    let mail_id = archive(a, &s).await;
+
+    let got = a.get_session("s-1").await.expect("get").expect("present");
+    assert_eq!(got.session, s);
+    let m = got.mail.expect("mail queued with the session");
+    assert_eq!(m.id, mail_id);
+    assert_eq!(m.status, MailStatus::Pending);
+    assert_eq!(m.attempts, 0);
+    assert_eq!(m.recipients, mail("s-1").recipients);
+    assert_eq!(m.message_id, "<session-s-1@example.com>");
+
+    a.set_report_path("s-1", "/var/reports/s-1.pdf")
+        .await
+        .expect("set path");
+    let got = a.get_session("s-1").await.expect("get").expect("present");
+    assert_eq!(
+        got.session.report_path.as_deref(),
+        Some("/var/reports/s-1.pdf")
+    );
+
+    assert!(a.get_session("nope").await.expect("get").is_none());
+    assert!(matches!(
+        a.set_report_path("nope", "/x").await,
+        Err(ArchiveError::SessionNotFound(_))
+    ));
+}
+
+async fn unicode_text_round_trips(a: &Archive) {
+    let mut s = session("s-ü-😀", at(6, 9, 1));
+    s.name = Some("Zoë Ñandú 😀".to_owned());
+    s.organization = Some("नमस्ते प्राइवेट लिमिटेड".to_owned());
+    s.signals = json!([{"name": "語", "points": 1, "evidence": "“quoted” 'single' \\ back"}]);
+    s.messages[0].text = "नमस्ते! 你好 👋🏽\n'; DROP TABLE sessions; --".to_owned();
+    archive(a, &s).await;
+    let got = a
+        .get_session("s-ü-😀")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(got.session, s);
+}
+
+async fn racing_archives_store_one_session_and_one_mail(a: &Archive) {
+    let s = session("race", at(7, 10, 0));
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let (a, s) = (a.clone(), s.clone());
+            tokio::spawn(async move { a.archive_session(&s, &mail("race")).await })
+        })
+        .collect();
+    let mut archived = 0;
+    for racer in racers {
+        match racer.await.expect("task").expect("archive") {
+            ArchiveOutcome::Archived { .. } => archived += 1,
+            ArchiveOutcome::AlreadyArchived => {}
+        }
+    }
+    assert_eq!(archived, 1, "exactly one racer archives");
+    let stats = a.mail_stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.sent, stats.failed), (1, 0, 0));
+    let page = a
+        .list_sessions(&SessionQuery::default())
+        .await
+        .expect("list");
+    assert_eq!(page.total, 1);
+    let got = a.get_session("race").await.expect("get").expect("present");
+    assert_eq!(got.session.messages.len(), 2, "transcript stored once");
+    // And a later retry is still a no-op.
+    let again = a.archive_session(&s, &mail("race")).await.expect("again");
+    assert_eq!(again, ArchiveOutcome::AlreadyArchived);
+}
+
+async fn outbox_moves_through_due_claim_retry_sent_failed(a: &Archive) {
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(archive(a, &session(&format!("o-{i}"), at(8, 10 + i, 0))).await);
+    }
+    let now = Utc::now();
+    let due = a.due_mails(now, 10).await.expect("due");
+    assert_eq!(
+        due.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids,
+        "oldest first"
+    );
+    assert!(
+        a.due_mails(now - Span::hours(1), 10)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    assert_eq!(a.due_mails(now, 2).await.expect("due").len(), 2, "limit");
+
+    let lease = Duration::from_secs(300);
+    let claimed = a.claim_due_mails(now, 10, lease).await.expect("claim");
+    assert_eq!(claimed.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
+    assert!(claimed.iter().all(|m| m.next_attempt_at > now));
+    assert!(
+        a.claim_due_mails(now, 10, lease)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
+    assert!(a.due_mails(now, 10).await.expect("due").is_empty());
+    let after_lease = now + Span::seconds(301);
+    assert_eq!(
+        a.claim_due_mails(after_lease, 10, lease)
+            .await
+            .expect("claim")
+            .len(),
+        3
+    );
+
+    // Retry: counts the attempt and reschedules.
+    let retry_at = at(9, 0, 250_000);
+    a.mark_retry(ids[0], "421 try later", retry_at)
+        .await
+        .expect("retry");
+    let m = a
+        .get_session("o-0")
+        .await
+        .expect("get")
+        .expect("s")
+        .mail
+        .expect("mail");
+    assert_eq!((m.status, m.attempts), (MailStatus::Pending, 1));
+    assert_eq!(m.last_error.as_deref(), Some("421 try later"));
+    assert_eq!(m.next_attempt_at, retry_at);
+
+    // Sent: final, clears the error.
+    let sent_at = at(9, 1, 42);
+    a.mark_sent(ids[0], sent_at).await.expect("sent");
+    let m = a
+        .get_session("o-0")
+        .await
+        .expect("get")
+        .expect("s")
+        .mail
+        .expect("mail");
+    assert_eq!(
+        (m.status, m.attempts, m.sent_at),
+        (MailStatus::Sent, 2, Some(sent_at))
+    );
+    assert_eq!(m.last_error, None);
+
+    // Failed: permanent, never due again.
+    a.mark_failed(ids[1], "550 no such user")
+        .await
+        .expect("failed");
+    let m = a
+        .get_session("o-1")
+        .await
+        .expect("get")
+        .expect("s")
+        .mail
+        .expect("mail");
+    assert_eq!(m.status, MailStatus::Failed);
+    assert_eq!(m.last_error.as_deref(), Some("550 no such user"));
+
+    let far = now + Span::days(1);
+    let due = a.due_mails(far, 10).await.expect("due");
+    assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2]]);
+
+    // Finished mails cannot be rescheduled; unknown ids are reported.
+    assert!(matches!(
+        a.mark_retry(ids[0], "x", far).await,
+        Err(ArchiveError::MailNotFound(_))
+    ));
+    assert!(matches!(
+        a.mark_sent(9999, now).await,
+        Err(ArchiveError::MailNotFound(9999))
+    ));
+
+    let stats = a.mail_stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.sent, stats.failed), (1, 1, 1));
+    assert!(stats.oldest_pending_due.is_some());
+}
+
+async fn concurrent_claims_never_hand_out_a_mail_twice(a: &Archive) {
+    for i in 0..40 {
+        archive(a, &session(&format!("c-{i}"), at(10, 0, i))).await;
+    }
+    let now = Utc::now();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = a
+                        .claim_due_mails(now, 3, Duration::from_secs(60))
+                        .await
+                        .expect("claim");
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|m| m.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.expect("worker"));
+    }
+    let count = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), count, "a mail was claimed twice");
+    assert_eq!(count, 40, "every mail claimed");
+}
+
+async fn list_filters_and_pages(a: &Archive) {
+    let priorities = ["high", "medium", "low"];
+    for i in 0..25u32 {
+        let mut s = session(&format!("l-{i:02}"), at(1 + i % 10, i % 24, 0));
+        s.priority = priorities[i as usize % 3].to_owned();
+        s.end_reason = if i % 2 == 0 {
+            "inactivity"
+        } else {
+            "visitor_left"
+        }
+        .to_owned();
+        s.name = Some(format!("Visitor {i}"));
+        if i == 7 {
+            s.name = Some("ZOË Ünal".to_owned());
+            s.organization = Some("100%_Real Corp".to_owned());
+        }
+        archive(a, &s).await;
+    }
+    let all = |q: SessionQuery| async move { a.list_sessions(&q).await.expect("list") };
+
+    let page = all(SessionQuery {
+        limit: 10,
+        offset: 20,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((page.total, page.items.len()), (25, 5));
+    let first = all(SessionQuery {
+        limit: 25,
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        first
+            .items
+            .windows(2)
+            .all(|w| w[0].finalized_at >= w[1].finalized_at),
+        "newest first"
+    );
+
+    let high = all(SessionQuery {
+        priority: Some("high".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(high.total, 9);
+    assert!(high.items.iter().all(|s| s.priority == "high"));
+
+    let left = all(SessionQuery {
+        end_reason: Some("visitor_left".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(left.total, 12);
+
+    // finalized_at in [March 3, March 5): days 3 and 4 -> i % 10 in {2, 3}.
+    let range = all(SessionQuery {
+        from: Some(at(3, 0, 0)),
+        to: Some(at(5, 0, 0)),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(range.total, 6);
+
+    // Case-insensitive, Unicode-aware, on name, e-mail and organization.
+    for needle in ["zoë", "ZOË ü", "100%_real", "Visitor 1"] {
+        let hit = all(SessionQuery {
+            text: Some(needle.into()),
+            ..Default::default()
+        })
+        .await;
+        assert!(hit.total >= 1, "{needle} should match");
+    }
+    let hit = all(SessionQuery {
+        text: Some("100%_real".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(hit.items[0].session_id, "l-07");
+    let none = all(SessionQuery {
+        text: Some("10_%".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        none.total, 0,
+        "LIKE wildcards in the search text are literal"
+    );
+    let mail = all(SessionQuery {
+        text: Some("ADA@EXAMPLE".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(mail.total, 25);
+
+    // Mail status joins the outbox.
+    let id = a
+        .get_session("l-03")
+        .await
+        .expect("get")
+        .expect("s")
+        .mail
+        .expect("m")
+        .id;
+    a.mark_sent(id, Utc::now()).await.expect("sent");
+    let sent = all(SessionQuery {
+        mail_status: Some(MailStatus::Sent),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(sent.total, 1);
+    assert_eq!(sent.items[0].session_id, "l-03");
+    assert_eq!(sent.items[0].mail_status, Some(MailStatus::Sent));
+}
+
+async fn counts_per_day_and_priority(a: &Archive) {
+    let cases = [
+        (1, "high"),
+        (1, "high"),
+        (1, "low"),
+        (2, "medium"),
+        (14, "high"),
+    ];
+    for (i, (day, priority)) in cases.iter().enumerate() {
+        let mut s = session(&format!("d-{i}"), at(*day, 23, 999_999));
+        s.priority = (*priority).to_owned();
+        archive(a, &s).await;
+    }
+    let counts = a
+        .counts_by_day_and_priority(at(1, 0, 0))
+        .await
+        .expect("counts");
+    let day = |d| NaiveDate::from_ymd_opt(2025, 3, d).expect("date");
+    assert_eq!(
+        counts,
+        vec![
+            (day(1), "high".to_owned(), 2),
+            (day(1), "low".to_owned(), 1),
+            (day(2), "medium".to_owned(), 1),
+            (day(14), "high".to_owned(), 1),
+        ]
+    );
+    let recent = a
+        .counts_by_day_and_priority(at(2, 0, 0))
+        .await
+        .expect("counts");
+    assert_eq!(recent.len(), 2);
+}
+
+#[tokio::test]
+async fn schema_can_be_named_in_the_url_and_passwords_stay_hidden() {
+    let schema = format!("test_{:016x}", rand::random::<u64>());
+    let _cleanup = Cleanup::Schema(schema.clone());
+    // Trust auth ignores the password, so this connects.
+    let url = format!("postgres://postgres:hunter2@127.0.0.1:5432/test?schema={schema}");
+    let archive = Archive::connect(&url).await.expect("connect");
+    archive_and_check(&archive).await;
+    let debug = format!("{archive:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(debug.contains("postgres"));
+
+    let err = Archive::connect("postgres://postgres:hunter2@127.0.0.1:1/test")
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+}
+
+#[tokio::test]
+async fn in_memory_sqlite_works() {
+    let archive = Archive::connect("sqlite::memory:").await.expect("connect");
+    archive_and_check(&archive).await;
+}
+
+#[tokio::test]
+async fn unknown_url_schemes_are_rejected() {
+    let err = Archive::connect("mysql://u:pw@h/db")
+        .await
+        .expect_err("unsupported");
+    assert!(matches!(err, ArchiveError::InvalidUrl { .. }));
+    assert!(!err.to_string().contains("pw@"));
+}
+
+async fn archive_and_check(a: &Archive) {
+    let s = session("x", at(2, 2, 2));
+    archive(a, &s).await;
+    assert_eq!(
+        a.get_session("x").await.expect("get").expect("s").session,
+        s
+    );
+}

@@ -1,0 +1,149 @@
+//! Fixtures for the archive tests: a fresh archive per test on each back end,
+//! and sample sessions.
+
+use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+use leadchat::archive::{Archive, ArchiveOutcome, ArchivedMessage, ArchivedSession, NewMail};
+use serde_json::json;
+use sqlx::Connection;
+
+pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub struct TestArchive {
+    pub archive: Archive,
+    pub _cleanup: Cleanup,
+}
+
+pub enum Cleanup {
+    #[allow(dead_code)] // held only so the folder outlives the test
+    Dir(tempfile::TempDir),
+    Schema(String),
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Cleanup::Schema(schema) = self else {
+            return;
+        };
+        let schema = schema.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on;
+        // a private runtime on its own thread can.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for cleanup");
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(PG_URL).await {
+                    let ddl = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(ddl))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub async fn sqlite() -> TestArchive {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A nested, not yet existing folder: connect must create it.
+    let url = format!("sqlite://{}/nested/archive.db", dir.path().display());
+    let archive = Archive::connect(&url).await.expect("open sqlite archive");
+    TestArchive {
+        archive,
+        _cleanup: Cleanup::Dir(dir),
+    }
+}
+
+pub async fn postgres() -> TestArchive {
+    let schema = format!("test_{:016x}", rand::random::<u64>());
+    let cleanup = Cleanup::Schema(schema.clone());
+    let archive = Archive::connect_with_schema(PG_URL, &schema)
+        .await
+        .expect("PostgreSQL must be running at 127.0.0.1:5432 (database `test`)");
+    TestArchive {
+        archive,
+        _cleanup: cleanup,
+    }
+}
+
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let t = $crate::fixtures::sqlite().await;
+                super::$name(&t.archive).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let t = $crate::fixtures::postgres().await;
+                super::$name(&t.archive).await;
+            }
+        }
+    )*};
+}
+
+/// A timestamp with microseconds, the precision both back ends keep.
+pub fn at(day: u32, hour: u32, micros: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, day, hour, 0, 0)
+        .single()
+        .expect("valid date")
+        + Span::microseconds(micros)
+}
+
+pub fn session(id: &str, finalized_at: DateTime<Utc>) -> ArchivedSession {
+    ArchivedSession {
+        session_id: id.to_owned(),
+        name: Some("Ada Lovelace".to_owned()),
+        email: Some("ada@example.com".to_owned()),
+        phone: Some("+44 20 7946 0000".to_owned()),
+        organization: Some("Analytical Engines Ltd".to_owned()),
+        lead_score: 72,
+        priority: "high".to_owned(),
+        engagement_score: 40,
+        total_queries: 2,
+        signals: json!([
+            {"name": "pricing", "points": 20, "evidence": "how much is it?"},
+            {"name": "contact", "points": 15, "evidence": "ada@example.com"}
+        ]),
+        first_interaction: finalized_at - Span::minutes(10),
+        last_interaction: finalized_at - Span::minutes(1),
+        finalized_at,
+        end_reason: "inactivity".to_owned(),
+        node: "node-a".to_owned(),
+        report_path: None,
+        messages: vec![
+            ArchivedMessage {
+                seq: 0,
+                role: "user".to_owned(),
+                text: "how much is it?".to_owned(),
+                at: finalized_at - Span::minutes(10),
+            },
+            ArchivedMessage {
+                seq: 1,
+                role: "bot".to_owned(),
+                text: "Plans start at 10 €/month.".to_owned(),
+                at: finalized_at - Span::minutes(9) + Span::microseconds(500_000),
+            },
+        ],
+    }
+}
+
+pub fn mail(id: &str) -> NewMail {
+    NewMail {
+        recipients: vec!["sales@example.com".to_owned(), "ceo@example.com".to_owned()],
+        subject: format!("Acme Session Report - {id}"),
+        message_id: format!("<session-{id}@example.com>"),
+        first_attempt_at: None,
+    }
+}
+
+pub async fn archive(a: &Archive, s: &ArchivedSession) -> i64 {
+    match a.archive_session(s, &mail(&s.session_id)).await {
+        Ok(ArchiveOutcome::Archived { mail_id }) => mail_id,
+        other => panic!("expected Archived, got {other:?}"),
+    }
+}
