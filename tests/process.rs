@@ -1,6 +1,9 @@
 //! The real binary as an operator runs it: start-up, settings errors, and a
 //! kill -9 in the middle of a chat.
 
+#[path = "api/smtp.rs"]
+mod smtp;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -171,4 +174,45 @@ fn help_lists_every_subcommand() {
     for sub in ["serve", "check-config", "migrate-keys"] {
         assert!(text.contains(sub), "{sub} missing from --help");
     }
+}
+
+#[tokio::test]
+async fn a_mail_queued_when_the_process_was_killed_goes_out_once_after_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/archive.db", dir.path().display());
+    let reports = dir.path().join("reports").display().to_string();
+    let smtp_port = smtp::free_port();
+    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
+    let env = [
+        ("LEADCHAT_DATABASE_URL", db.as_str()),
+        ("LEADCHAT_REPORT_DIR", reports.as_str()),
+        ("LEADCHAT_SMTP_URL", smtp_url.as_str()),
+    ];
+    let mut server = start(&env);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr)).await.expect("connect");
+    let id = recv(&mut ws).await["session_id"].as_str().expect("id").to_owned();
+    ws.send(Message::text(json!({"type":"contact","name":"Kim","email":"kim@firm.example"}).to_string())).await.expect("send");
+    assert_eq!(recv(&mut ws).await["type"], "contact_ok");
+    let res = reqwest::Client::new()
+        .post(format!("http://{}/end_session", server.addr))
+        .json(&json!({"session_id": id}))
+        .send()
+        .await
+        .expect("end_session");
+    assert_eq!(res.status().as_u16(), 200);
+    // SMTP is down: the mail sits in the outbox. Now the process dies hard.
+    server.child.kill().expect("kill");
+    server.child.wait().expect("reaped");
+
+    let inbox = smtp::Inbox::default();
+    smtp::serve_on(smtp_port, inbox.clone());
+    let _server = start(&env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while inbox.received().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mails = inbox.received();
+    assert_eq!(mails.len(), 1, "exactly one mail after the restart");
+    assert!(mails[0].data.contains(&format!("session_{id}.pdf")));
 }

@@ -5,6 +5,7 @@ mod end_session;
 mod finalize;
 mod helpers;
 mod limits;
+mod scoring_live;
 mod smtp;
 mod store_contract;
 mod ws_protocol;

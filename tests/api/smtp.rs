@@ -1,3 +1,4 @@
+#![allow(dead_code)] // shared by several test binaries, each using a part
 //! A real SMTP server (mailin-embedded) that keeps what it receives.
 
 use std::net::TcpListener;
