@@ -180,6 +180,9 @@ impl Application {
             next_conn_id: AtomicU64::new(1),
         });
 
+        if settings.admin_token.is_none() {
+            tracing::warn!("LEADCHAT_ADMIN_TOKEN is not set: the admin API and feed are disabled");
+        }
         let requested = settings.listen_addr()?;
         let listener = TcpListener::bind(requested).map_err(|source| StartupError::Listen {
             addr: requested,

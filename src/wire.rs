@@ -29,12 +29,16 @@ pub enum ErrorCode {
     BadRequest,
     /// REST: no such session.
     NotFound,
+    /// REST: missing or wrong admin token.
+    Unauthorized,
+    /// REST: the admin API is switched off (no token configured).
+    AdminDisabled,
     /// REST: the server is at its connection limit.
     Overloaded,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::TooLarge,
@@ -44,6 +48,8 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::BadRequest,
         ErrorCode::NotFound,
+        ErrorCode::Unauthorized,
+        ErrorCode::AdminDisabled,
         ErrorCode::Overloaded,
     ];
 
@@ -58,6 +64,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::AdminDisabled => "admin_disabled",
             ErrorCode::Overloaded => "overloaded",
         }
     }

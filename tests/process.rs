@@ -189,9 +189,18 @@ async fn a_mail_queued_when_the_process_was_killed_goes_out_once_after_restart()
         ("LEADCHAT_SMTP_URL", smtp_url.as_str()),
     ];
     let mut server = start(&env);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr)).await.expect("connect");
-    let id = recv(&mut ws).await["session_id"].as_str().expect("id").to_owned();
-    ws.send(Message::text(json!({"type":"contact","name":"Kim","email":"kim@firm.example"}).to_string())).await.expect("send");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
+        .await
+        .expect("connect");
+    let id = recv(&mut ws).await["session_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    ws.send(Message::text(
+        json!({"type":"contact","name":"Kim","email":"kim@firm.example"}).to_string(),
+    ))
+    .await
+    .expect("send");
     assert_eq!(recv(&mut ws).await["type"], "contact_ok");
     let res = reqwest::Client::new()
         .post(format!("http://{}/end_session", server.addr))

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, the visitor WebSocket, error mapping. Nothing
 //! imports this module; it imports the rest.
 
+mod admin_api;
 mod admission;
 mod error;
 mod frame_guard;
@@ -42,6 +43,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(rest::health))
         .route("/ready", web::get().to(rest::ready))
         .route("/metrics", web::get().to(rest::metrics))
+        .route("/api/sessions", web::get().to(admin_api::list_sessions))
+        .route("/api/sessions/{id}", web::get().to(admin_api::get_session))
+        .route(
+            "/api/sessions/{id}/report.pdf",
+            web::get().to(admin_api::report_pdf),
+        )
         .route("/", web::get().to(rest::demo_page))
         .default_service(web::to(rest::not_found));
 }

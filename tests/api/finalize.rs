@@ -232,3 +232,99 @@ async fn racing_triggers_give_one_mail() {
     let mails = wait_for_mails(&inbox, 2, Duration::from_secs(5)).await;
     assert_eq!(mails.len(), 1);
 }
+
+#[actix_web::test]
+async fn the_admin_api_serves_the_archived_session_and_its_pdf_to_the_token_holder() {
+    let (port, inbox) = smtp::start();
+    let mut settings = full_settings(StoreKind::Memory, port);
+    settings.admin_token = Some("s3cret-admin-token-123".into());
+    let app = spawn_full_app(settings).await;
+    let id = chat_and_leave(&app).await;
+    let (status, _) = app.end_session(json!({"session_id": id})).await;
+    assert_eq!(status, 200);
+    wait_for_mails(&inbox, 1, Duration::from_secs(10)).await;
+
+    let pdf_url = app.url(&format!("/api/sessions/{id}/report.pdf"));
+    let res = app.http.get(&pdf_url).send().await.expect("request");
+    assert_eq!(res.status().as_u16(), 401);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "unauthorized");
+    let res = app
+        .http
+        .get(&pdf_url)
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 401);
+
+    let res = app
+        .http
+        .get(&pdf_url)
+        .bearer_auth("s3cret-admin-token-123")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "application/pdf");
+    assert!(res.bytes().await.expect("body").starts_with(b"%PDF"));
+    let res = app
+        .http
+        .get(format!("{pdf_url}?token=s3cret-admin-token-123"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.status().as_u16(),
+        200,
+        "the token also works as a query parameter"
+    );
+
+    let one: serde_json::Value = app
+        .http
+        .get(app.url(&format!("/api/sessions/{id}")))
+        .bearer_auth("s3cret-admin-token-123")
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(one["name"], "Priya Shah");
+    assert_eq!(one["transcript"].as_array().map(Vec::len), Some(7));
+
+    let list: serde_json::Value = app
+        .http
+        .get(app.url("/api/sessions?q=acme&priority=high"))
+        .bearer_auth("s3cret-admin-token-123")
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert!(list["total"].as_i64().is_some(), "{list}");
+    let res = app
+        .http
+        .get(app.url("/api/sessions?priority=urgent"))
+        .bearer_auth("s3cret-admin-token-123")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 400);
+}
+
+#[actix_web::test]
+async fn without_a_token_setting_the_admin_api_is_refused() {
+    let app = spawn_app(StoreKind::Memory).await;
+    let res = app
+        .http
+        .get(app.url("/api/sessions"))
+        .bearer_auth("anything-anything-1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 403);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "admin_disabled");
+}
