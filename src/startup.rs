@@ -102,7 +102,6 @@ impl Pipeline {
             brand,
             mail_from: settings.mail_from.clone(),
             mail_to,
-            direct_send_lease: std::time::Duration::from_secs(60),
         })
         .start();
         Ok(Self { report, mailer })

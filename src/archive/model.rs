@@ -48,10 +48,6 @@ pub struct NewMail {
     /// The `Message-ID` the composed mail will carry, kept so a resend can be
     /// recognised downstream.
     pub message_id: String,
-    /// When the outbox may first pick the mail up (`None`: at once). The
-    /// finalizing node sends right away itself and sets this a lease ahead,
-    /// so the outbox only steps in if that node dies before sending.
-    pub first_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// Where a queued mail stands.

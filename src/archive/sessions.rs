@@ -141,7 +141,7 @@ impl Archive {
             .bind(&session.session_id)
             .bind(Json(&mail.recipients))
             .bind(&mail.subject)
-            .bind(ts(mail.first_attempt_at.unwrap_or(now)))
+            .bind(ts(now))
             .bind(&mail.message_id)
             .bind(ts(now))
             .fetch_one(&mut *tx)

@@ -1,8 +1,11 @@
-//! MailerActor: owns delivery. Sends the report mail that the ReportActor
-//! hands it (`SendReport`), and polls the archive's durable outbox for mails
-//! that are due — retries after a failure, and mails left behind by a crash or
-//! a restart. At most `max_in_flight` sends run at once (lettre's pool does
-//! not bound concurrency by itself). Takes `SendReport` and `Drain`.
+//! MailerActor: owns delivery. Every mail goes out through one path: claim it
+//! in the archive's durable outbox (a lease no other poller or node gets
+//! past), send, record the outcome. `SendReport` from the ReportActor brings
+//! the composed content along and triggers a claim at once, so a fresh report
+//! costs no re-read; retries and mails left by a crash or a restart are found
+//! by the periodic poll and rebuilt from the archive. At most `max_in_flight`
+//! sends run at once (lettre's pool does not bound concurrency by itself).
+//! Takes `SendReport` and `Drain`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,20 +35,25 @@ pub struct MailerDeps {
     pub max_in_flight: usize,
 }
 
-/// Send this mail now; `mail_id` is its outbox row.
+/// A report mail was queued in the outbox as `mail_id`; send it now.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SendReport {
     pub mail_id: i64,
-    pub attempts: i32,
     pub context: MailContext,
 }
+
+/// Content of fresh mails, kept until their claim comes back, so they need
+/// not be rebuilt. Entries another node claimed first are dropped after this.
+const FRESH_TTL: Duration = Duration::from_secs(600);
 
 pub struct MailerActor {
     deps: Arc<MailerDeps>,
     permits: Arc<Semaphore>,
     in_flight: usize,
     polling: bool,
+    poll_again: bool,
+    fresh: std::collections::HashMap<i64, (Instant, MailContext)>,
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -57,6 +65,8 @@ impl MailerActor {
             permits,
             in_flight: 0,
             polling: false,
+            poll_again: false,
+            fresh: std::collections::HashMap::new(),
             drained: Vec::new(),
         }
     }
@@ -82,47 +92,73 @@ impl MailerActor {
 
     fn finished_one(&mut self) {
         self.in_flight -= 1;
-        if self.in_flight == 0 {
+        self.wake_drained();
+    }
+
+    fn wake_drained(&mut self) {
+        if self.in_flight == 0 && !self.polling {
             self.drained.drain(..).for_each(|tx| {
                 let _ = tx.send(());
             });
         }
     }
 
-    /// Claims due mails and sends them; one poll at a time.
+    /// Claims due mails and sends them; one poll at a time, and one more
+    /// right after when a fresh mail arrived meanwhile.
     fn poll(&mut self, ctx: &mut Context<Self>) {
         let free = self.deps.max_in_flight.saturating_sub(self.in_flight);
         if self.polling || free == 0 {
+            self.poll_again = true;
             return;
         }
         self.polling = true;
+        self.poll_again = false;
+        self.fresh
+            .retain(|_, (queued, _)| queued.elapsed() < FRESH_TTL);
         let deps = Arc::clone(&self.deps);
-        let fut = async move {
-            let claimed = deps
-                .archive
+        let claim = async move {
+            deps.archive
                 .claim_due_mails(Utc::now(), free as i64, deps.lease)
-                .await;
-            match claimed {
-                Ok(mails) => {
-                    let mut ready = Vec::with_capacity(mails.len());
-                    for mail in mails {
-                        if let Some(context) = rebuild(&deps, &mail).await {
-                            ready.push((mail.id, mail.attempts, context));
-                        }
-                    }
-                    ready
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot read the outbox");
-                    Vec::new()
-                }
-            }
+                .await
         };
-        ctx.spawn(fut.into_actor(self).map(|ready, act, ctx| {
+        let prepared = claim.into_actor(self).then(|claimed, act, _| {
+            let mails = claimed.unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "cannot read the outbox");
+                Vec::new()
+            });
+            // Fresh mails come with their content; the rest is rebuilt.
+            let known: Vec<(OutboxMail, Option<MailContext>)> = mails
+                .into_iter()
+                .map(|m| {
+                    let context = act.fresh.remove(&m.id).map(|(_, c)| c);
+                    (m, context)
+                })
+                .collect();
+            let deps = Arc::clone(&act.deps);
+            async move {
+                let mut ready = Vec::with_capacity(known.len());
+                for (mail, context) in known {
+                    let context = match context {
+                        Some(c) => Some(c),
+                        None => rebuild(&deps, &mail).await,
+                    };
+                    if let Some(c) = context {
+                        ready.push((mail.id, mail.attempts, c));
+                    }
+                }
+                ready
+            }
+            .into_actor(act)
+        });
+        ctx.spawn(prepared.map(|ready, act, ctx| {
             act.polling = false;
             for (id, attempts, context) in ready {
                 act.spawn_send(ctx, id, attempts, context);
             }
+            if act.poll_again {
+                act.poll(ctx);
+            }
+            act.wake_drained();
         }));
     }
 }
@@ -237,16 +273,22 @@ impl Handler<SendReport> for MailerActor {
     type Result = ();
 
     fn handle(&mut self, msg: SendReport, ctx: &mut Self::Context) {
-        self.spawn_send(ctx, msg.mail_id, msg.attempts, msg.context);
+        self.fresh
+            .insert(msg.mail_id, (Instant::now(), msg.context));
+        self.poll(ctx);
     }
 }
 
 impl Handler<Drain> for MailerActor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+        // Mails queued a moment ago go out within the grace period too.
+        if !self.fresh.is_empty() {
+            self.poll(ctx);
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.in_flight == 0 {
+        if self.in_flight == 0 && !self.polling {
             let _ = tx.send(());
         } else {
             self.drained.push(tx);

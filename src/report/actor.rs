@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::Utc;
 
 use super::convert;
 use super::data::Brand;
@@ -28,8 +27,6 @@ pub struct ReportDeps {
     pub brand: Brand,
     pub mail_from: String,
     pub mail_to: Vec<String>,
-    /// How long the outbox leaves a fresh mail to this node's direct send.
-    pub direct_send_lease: Duration,
 }
 
 pub struct ReportActor {
@@ -125,9 +122,6 @@ async fn process(deps: &ReportDeps, session: FinalizedSession) -> ReportOutcome 
         recipients: deps.mail_to.clone(),
         subject: report_subject(&deps.brand.name, archived.name.as_deref()),
         message_id: message_id_for(&archived.session_id, domain),
-        first_attempt_at: Some(
-            Utc::now() + chrono::Duration::from_std(deps.direct_send_lease).unwrap_or_default(),
-        ),
     };
     let mail_id = match archive_durably(deps, &archived, &mail).await {
         ArchiveOutcome::Archived { mail_id } => mail_id,
@@ -171,11 +165,7 @@ async fn process(deps: &ReportDeps, session: FinalizedSession) -> ReportOutcome 
         &deps.brand.name,
         pdf,
     );
-    deps.mailer.do_send(SendReport {
-        mail_id,
-        attempts: 0,
-        context,
-    });
+    deps.mailer.do_send(SendReport { mail_id, context });
     metrics::histogram!(names::FINALIZE_LATENCY).record(started.elapsed().as_secs_f64());
     tracing::info!(pdf = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "report rendered");
     ReportOutcome::Rendered
