@@ -90,7 +90,7 @@ impl Pipeline {
             mail_to: mail_to.clone(),
             report_dir: settings.report_dir.clone(),
             poll_interval: settings.mail_poll_interval.0,
-            lease: std::time::Duration::from_secs(300),
+            lease: std::time::Duration::from_secs(120),
             max_in_flight: 8,
         })
         .start();

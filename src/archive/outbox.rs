@@ -88,6 +88,25 @@ impl Archive {
         Ok(mails)
     }
 
+    /// Start-up of a single node (SQLite): no other process can hold a claim,
+    /// so every pending mail is due now — a claim left by a crash between
+    /// claiming and sending must not wait out its lease. Returns how many
+    /// mails were waiting. On PostgreSQL other nodes may hold live claims;
+    /// nothing changes there and the leases expire on their own.
+    pub async fn release_claims_at_start(&self, now: DateTime<Utc>) -> Result<u64, ArchiveError> {
+        let Backend::Sqlite(pool) = &self.backend else {
+            return Ok(0);
+        };
+        let released = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE status = 'pending' AND next_attempt_at > $1",
+        )
+        .bind(super::rows::sqlite_ts(now))
+        .execute(pool)
+        .await?
+        .rows_affected();
+        Ok(released)
+    }
+
     /// The mail went out; it will never be sent again. The successful try
     /// counts as an attempt too, so `attempts` is the number of sends tried.
     pub async fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), ArchiveError> {

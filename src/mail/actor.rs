@@ -263,8 +263,18 @@ impl Actor for MailerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // At start-up this resumes whatever a previous run left queued.
-        self.poll(ctx);
+        // Resume whatever a previous run left queued, claims of a crashed
+        // run included, then keep polling.
+        let deps = Arc::clone(&self.deps);
+        let release = async move { deps.archive.release_claims_at_start(Utc::now()).await };
+        ctx.wait(release.into_actor(self).map(|released, act, ctx| {
+            match released {
+                Ok(n) if n > 0 => tracing::info!(mails = n, "resuming queued report mails"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "cannot resume the outbox yet"),
+            }
+            act.poll(ctx);
+        }));
         ctx.run_interval(self.deps.poll_interval, |act, ctx| act.poll(ctx));
     }
 }
