@@ -31,10 +31,12 @@ pub enum ErrorCode {
     NotFound,
     /// REST: the server is at its connection limit.
     Overloaded,
+    /// HTTP: the page's `Origin` is not in `allowed_origins`.
+    Forbidden,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::TooLarge,
@@ -45,6 +47,7 @@ impl ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::NotFound,
         ErrorCode::Overloaded,
+        ErrorCode::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }
