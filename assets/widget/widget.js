@@ -51,7 +51,7 @@
     }
   };
 
-  var CSS =
+  var STYLE =
     ':host{all:initial}*{box-sizing:border-box}' +
     '.w{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Noto Sans Devanagari",sans-serif;color:#1b1f24}' +
     'button,input,textarea{font:inherit;color:inherit}' +
@@ -142,7 +142,7 @@
     var origin = location.origin;
     try { if (script && script.src) origin = new URL(script.src, location.href).origin; } catch (e) { /* keep the page's */ }
     var lang = String(raw.lang || d.documentElement.lang || 'en').slice(0, 2).toLowerCase();
-    var color = raw.color && w.CSS && CSS.supports('color', raw.color) ? raw.color : '#1f6feb';
+    var color = raw.color && w.CSS && w.CSS.supports('color', raw.color) ? raw.color : '#1f6feb';
     var t = STRINGS[lang] || STRINGS.en;
     var required = raw.required == null ? ['name', 'email'] : list(raw.required);
     return {
@@ -192,7 +192,7 @@
       var host = el('div');
       host.setAttribute('data-leadchat', '');
       var root = host.attachShadow({ mode: 'open' });
-      var style = el('style', null, CSS);
+      var style = el('style', null, STYLE);
       var wrap = el('div', 'w ' + (cfg.left ? 'L' : 'R'));
       wrap.style.setProperty('--c', cfg.color);
       wrap.style.setProperty('--f', textOn(cfg.color));
