@@ -66,7 +66,7 @@
     'header{background:var(--c);color:var(--f);padding:10px 8px 10px 14px;display:flex;align-items:center;gap:8px}' +
     'h2{font-size:16px;margin:0;line-height:1.2}.hd{flex:1;min-width:0}' +
     '.st{font-size:12px;opacity:.9;display:flex;align-items:center;gap:5px}' +
-    '.dot{width:8px;height:8px;border-radius:50%;background:#f0b400}.on .dot{background:#2da44e;box-shadow:0 0 0 2px #fff}' +
+    '.dot{width:8px;height:8px;border-radius:50%;background:#f0b400}.on .dot{background:#8ff0a4}' +
     '.hb{background:transparent;border:1px solid currentColor;border-radius:8px;padding:4px 10px;font-size:13px;cursor:pointer;color:var(--f)}' +
     '.x{border:0;font-size:24px;line-height:1;width:36px;height:36px;padding:0}' +
     '.banner{padding:7px 12px;font-size:13px;background:#fff8c5;color:#4d2d00;border-bottom:1px solid #eed888}' +
@@ -189,8 +189,12 @@
     var ui = build();
 
     function build() {
-      var host = el('div');
+      // A tag of our own, styled inline with !important: page rules such as
+      // `div { border: … !important }` must not dress the host either.
+      var host = el('leadchat-widget');
       host.setAttribute('data-leadchat', '');
+      host.style.cssText = 'all:initial!important;position:fixed!important;width:0!important;height:0!important;' +
+        'bottom:0!important;z-index:2147483000!important;display:block!important';
       var root = host.attachShadow({ mode: 'open' });
       var style = el('style', null, STYLE);
       var wrap = el('div', 'w ' + (cfg.left ? 'L' : 'R'));
@@ -402,6 +406,7 @@
     function setStatus() {
       var online = S.ready;
       ui.statusBox.classList.toggle('on', online);
+      ui.statusBox.hidden = S.ended; // "Online" above a finished chat misleads
       ui.statusText.textContent = online ? t.online : S.attempt ? t.offline : t.connecting;
       var note = S.hold > Date.now() ? t.slow : !online && S.attempt > 0 && !S.ended ? t.offline_note : '';
       ui.banner.textContent = note;
@@ -573,7 +578,7 @@
 
     function line(role, text, seq) {
       var node = el('div', 'msg ' + (role === 'user' ? 'user' : 'bot'));
-      node.append(el('span', 'sr', role === 'user' ? t.you : fmt(t.says, cfg)), d.createTextNode(' ' + text));
+      node.append(el('span', 'sr', (role === 'user' ? t.you : fmt(t.says, cfg)) + ' '), d.createTextNode(text));
       if (seq != null) S.shown[seq] = node;
       // History goes above messages still waiting to be acked.
       ui.log.insertBefore(node, ui.log.querySelector('.pending'));
