@@ -18,7 +18,7 @@ use crate::report::{
     Brand, Drain, FinalizeSession, LogoImage, RenderPool, ReportActor, ReportDeps, ReportRenderer,
 };
 use crate::scoring::{Engine, ScoringConfig};
-use crate::session::{SessionDeps, SessionRegistry};
+use crate::session::{SessionDeps, SessionRegistry, Sweeper};
 use crate::settings::Settings;
 use crate::store::keys::Keys;
 use crate::store::{MemoryStore, RedisStore, SharedStore};
@@ -62,7 +62,11 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn start(settings: &Settings, archive: Archive) -> Result<Self, StartupError> {
+    fn start(
+        settings: &Settings,
+        archive: Archive,
+        store: SharedStore,
+    ) -> Result<Self, StartupError> {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -97,6 +101,7 @@ impl Pipeline {
         .start();
         let report = ReportActor::new(ReportDeps {
             archive,
+            store,
             renderer,
             mailer: mailer.clone(),
             report_dir: settings.report_dir.clone(),
@@ -159,7 +164,7 @@ impl Application {
         let responder: Arc<dyn Responder> = Arc::new(load_knowledge(&settings)?);
         let engine = Engine::new(load_scoring(&settings)?)?;
         let archive = Archive::connect(&settings.database_url).await?;
-        let pipeline = Pipeline::start(&settings, archive.clone())?;
+        let pipeline = Pipeline::start(&settings, archive.clone(), Arc::clone(&store))?;
         let report = report.unwrap_or_else(|| pipeline.report.clone().recipient());
 
         let feed = AdminFeed::new().start();
@@ -173,6 +178,12 @@ impl Application {
             rate: settings.limits.rate,
             node: node.clone(),
         });
+        Sweeper::new(
+            Arc::clone(&registry),
+            archive.clone(),
+            settings.sweep_interval.0,
+        )
+        .start();
         let max_connections = settings
             .limits
             .max_connections

@@ -225,3 +225,128 @@ async fn a_mail_queued_when_the_process_was_killed_goes_out_once_after_restart()
     assert_eq!(mails.len(), 1, "exactly one mail after the restart");
     assert!(mails[0].data.contains(&format!("session_{id}.pdf")));
 }
+
+/// Opens a session on `addr`, leaves contact details and one message.
+async fn chat_on(addr: &str, n: usize) -> String {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("connect");
+    let id = recv(&mut ws).await["session_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    ws.send(Message::text(json!({"type":"contact","name":format!("Visitor {n}"),"email":format!("v{n}@firm.example")}).to_string())).await.expect("send");
+    assert_eq!(recv(&mut ws).await["type"], "contact_ok");
+    ws.send(Message::text(
+        json!({"type":"message","text":"pricing for 100 units?","client_msg_id":"m"}).to_string(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(recv(&mut ws).await["type"], "ack");
+    id
+}
+
+async fn wait_for(inbox: &smtp::Inbox, n: usize, wait: Duration) -> Vec<smtp::Received> {
+    let deadline = std::time::Instant::now() + wait;
+    while inbox.received().len() < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    inbox.received()
+}
+
+#[tokio::test]
+async fn sessions_of_a_killed_node_are_finalized_once_by_another_node() {
+    let prefix = format!("test:{}:", ulid::Ulid::new());
+    let schema = format!("test_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let db = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
+    let (smtp_port, inbox) = {
+        let inbox = smtp::Inbox::default();
+        let port = smtp::free_port();
+        smtp::serve_on(port, inbox.clone());
+        (port, inbox)
+    };
+    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reports = dir.path().display().to_string();
+    let env = [
+        ("LEADCHAT_REDIS_URL", REDIS_URL),
+        ("LEADCHAT_REDIS_PREFIX", prefix.as_str()),
+        ("LEADCHAT_DATABASE_URL", db.as_str()),
+        ("LEADCHAT_SMTP_URL", smtp_url.as_str()),
+        ("LEADCHAT_REPORT_DIR", reports.as_str()),
+        ("LEADCHAT_INACTIVITY_TIMEOUT", "3s"),
+        ("LEADCHAT_SWEEP_INTERVAL", "1s"),
+    ];
+    let mut a = start(&env);
+    let b = start(&env);
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(chat_on(&a.addr, n).await);
+    }
+    a.child.kill().expect("kill -9 node A");
+    a.child.wait().expect("reaped");
+
+    let mails = wait_for(&inbox, 20, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mails = if mails.len() < 20 {
+        mails
+    } else {
+        inbox.received()
+    };
+    let mut seen: Vec<String> = ids
+        .iter()
+        .filter(|id| {
+            mails
+                .iter()
+                .any(|m| m.data.contains(&format!("session_{id}.pdf")))
+        })
+        .cloned()
+        .collect();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        20,
+        "every session of the dead node was reported"
+    );
+    assert_eq!(mails.len(), 20, "and none twice");
+    drop(b);
+    let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
+        .await
+        .expect("pg");
+    let ddl = format!("DROP SCHEMA \"{schema}\" CASCADE");
+    sqlx::query(sqlx::AssertSqlSafe(ddl))
+        .execute(&pool)
+        .await
+        .expect("drop schema");
+}
+
+#[tokio::test]
+async fn a_restarted_single_node_finalizes_what_it_left_behind() {
+    let prefix = format!("test:{}:", ulid::Ulid::new());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/archive.db", dir.path().display());
+    let reports = dir.path().join("reports").display().to_string();
+    let inbox = smtp::Inbox::default();
+    let smtp_port = smtp::free_port();
+    smtp::serve_on(smtp_port, inbox.clone());
+    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
+    let env = [
+        ("LEADCHAT_REDIS_URL", REDIS_URL),
+        ("LEADCHAT_REDIS_PREFIX", prefix.as_str()),
+        ("LEADCHAT_DATABASE_URL", db.as_str()),
+        ("LEADCHAT_SMTP_URL", smtp_url.as_str()),
+        ("LEADCHAT_REPORT_DIR", reports.as_str()),
+        ("LEADCHAT_INACTIVITY_TIMEOUT", "2s"),
+        ("LEADCHAT_SWEEP_INTERVAL", "1s"),
+    ];
+    let mut server = start(&env);
+    let id = chat_on(&server.addr, 1).await;
+    server.child.kill().expect("kill -9");
+    server.child.wait().expect("reaped");
+    // Nobody reconnects: the restarted node's sweeper must find the orphan.
+    let _server = start(&env);
+    let mails = wait_for(&inbox, 1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(inbox.received().len(), 1, "{mails:?}");
+    assert!(mails[0].data.contains(&format!("session_{id}.pdf")));
+}

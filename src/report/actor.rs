@@ -21,6 +21,8 @@ use crate::telemetry::names;
 /// Settings and services the pipeline needs.
 pub struct ReportDeps {
     pub archive: Archive,
+    /// Told when a session is safely archived (it leaves the sweep index).
+    pub store: crate::store::SharedStore,
     pub renderer: RenderPool,
     pub mailer: Addr<MailerActor>,
     pub report_dir: PathBuf,
@@ -123,7 +125,12 @@ async fn process(deps: &ReportDeps, session: FinalizedSession) -> ReportOutcome 
         subject: report_subject(&deps.brand.name, archived.name.as_deref()),
         message_id: message_id_for(&archived.session_id, domain),
     };
-    let mail_id = match archive_durably(deps, &archived, &mail).await {
+    let outcome = archive_durably(deps, &archived, &mail).await;
+    // Archived: the sweeper need never look at this session again.
+    if let Err(err) = deps.store.forget_deadline(session.id).await {
+        tracing::warn!(error = %err, "cannot drop the session from the deadline index; the sweeper will");
+    }
+    let mail_id = match outcome {
         ArchiveOutcome::Archived { mail_id } => mail_id,
         ArchiveOutcome::AlreadyArchived => {
             tracing::info!("session already archived; no second report");

@@ -201,6 +201,10 @@ impl SessionActor {
             },
             first_interaction: self.first_interaction,
             last_interaction: self.last_interaction,
+            deadline: self.last_interaction
+                + chrono::Duration::from_std(self.registry.deps().inactivity_timeout)
+                    .unwrap_or_default(),
+            node: self.registry.deps().node.clone(),
         }
     }
 

@@ -5,7 +5,9 @@ mod actor;
 mod lifecycle;
 pub mod messages;
 mod registry;
+mod sweeper;
 
 pub use actor::SessionActor;
 pub use messages::*;
 pub use registry::{Lookup, OpenedSession, SessionDeps, SessionRegistry};
+pub use sweeper::{Sweeper, sweep_once};

@@ -44,6 +44,17 @@ impl Keys {
         format!("{}session:{{{id}}}:finalized", self.prefix)
     }
 
+    /// `leadchat:deadlines` (added) — sorted set of live sessions by deadline
+    /// (epoch ms), what the sweeper reads to find orphans.
+    pub fn deadlines(&self) -> String {
+        format!("{}leadchat:deadlines", self.prefix)
+    }
+
+    /// `leadchat:node:NAME` (added) — present while that node is alive.
+    pub fn node(&self, name: &str) -> String {
+        format!("{}leadchat:node:{name}", self.prefix)
+    }
+
     /// The Python deployment's keys for a session, without hash-tag braces.
     pub fn legacy(&self, raw_id: &str) -> [(String, String); 4] {
         let p = &self.prefix;

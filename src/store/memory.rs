@@ -61,6 +61,7 @@ impl SessionStore for MemoryStore {
             first_interaction: None,
             last_interaction: None,
             finalized: false,
+            node: None,
         });
         if let Some(contact) = &update.contact {
             session.contact = contact.clone();
@@ -70,6 +71,7 @@ impl SessionStore for MemoryStore {
         session.lead = Some(update.lead.clone());
         session.first_interaction = Some(update.first_interaction);
         session.last_interaction = Some(update.last_interaction);
+        session.node = Some(update.node.clone());
         Ok(())
     }
 
@@ -112,6 +114,27 @@ impl SessionStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    // The memory store dies with its only node: there are never orphans.
+    async fn expired(
+        &self,
+        _before: chrono::DateTime<chrono::Utc>,
+        _limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn forget_deadline(&self, _id: SessionId) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn heartbeat(&self, _node: &str, _ttl: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn node_alive(&self, _node: &str) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     fn kind(&self) -> &'static str {

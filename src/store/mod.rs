@@ -46,6 +46,10 @@ pub struct SessionUpdate {
     pub lead: LeadRecord,
     pub first_interaction: DateTime<Utc>,
     pub last_interaction: DateTime<Utc>,
+    /// When the session times out if nothing else happens (the sweep index).
+    pub deadline: DateTime<Utc>,
+    /// The node that owns the session now.
+    pub node: String,
 }
 
 /// A session as read back from the store.
@@ -59,6 +63,8 @@ pub struct StoredSession {
     pub first_interaction: Option<DateTime<Utc>>,
     pub last_interaction: Option<DateTime<Utc>>,
     pub finalized: bool,
+    /// The node that last wrote it.
+    pub node: Option<String>,
 }
 
 impl StoredSession {
@@ -73,6 +79,7 @@ impl StoredSession {
             first_interaction: None,
             last_interaction: None,
             finalized: true,
+            node: None,
         }
     }
 }
@@ -93,6 +100,22 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Answers when the store is reachable.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Sessions whose deadline is before `before`, oldest first: the
+    /// sweeper's work list, O(expired) however many sessions are live.
+    async fn expired(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Takes a session off the deadline index once its report is archived.
+    async fn forget_deadline(&self, id: SessionId) -> Result<(), StoreError>;
+
+    /// Says this node is alive for `ttl`.
+    async fn heartbeat(&self, node: &str, ttl: std::time::Duration) -> Result<(), StoreError>;
+
+    async fn node_alive(&self, node: &str) -> Result<bool, StoreError>;
 
     /// A short name for logs and `/ready`.
     fn kind(&self) -> &'static str;

@@ -190,6 +190,7 @@ impl SessionStore for RedisStore {
             first_interaction: parse_ts(lead.get("first_interaction")),
             last_interaction,
             finalized,
+            node: session.get("node").cloned(),
         }))
     }
 
@@ -198,8 +199,11 @@ impl SessionStore for RedisStore {
         let id = update.id;
         let mut pipe = redis::pipe();
         pipe.atomic();
-        let mut session_fields: Vec<(&str, String)> =
-            vec![("last_interaction", ts(update.last_interaction))];
+        let mut session_fields: Vec<(&str, String)> = vec![
+            ("last_interaction", ts(update.last_interaction)),
+            // Added field: which node owns the session (the sweeper asks).
+            ("node", update.node.clone()),
+        ];
         if let Some(contact) = &update.contact {
             session_fields.extend([
                 ("user_data_collected", "true".to_owned()),
@@ -233,6 +237,12 @@ impl SessionStore for RedisStore {
             pipe.rpush(self.keys.chat(id), lines).ignore();
             pipe.rpush(self.keys.log(id), log).ignore();
         }
+        pipe.zadd(
+            self.keys.deadlines(),
+            id.to_string(),
+            update.deadline.timestamp_millis(),
+        )
+        .ignore();
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn)
             .await
@@ -281,6 +291,45 @@ impl SessionStore for RedisStore {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    async fn expired(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.deadlines())
+            .arg("-inf")
+            .arg(before.timestamp_millis())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(ids.iter().filter_map(|raw| SessionId::parse(raw)).collect())
+    }
+
+    async fn forget_deadline(&self, id: SessionId) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.zrem(self.keys.deadlines(), id.to_string())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn heartbeat(&self, node: &str, ttl: std::time::Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        conn.pset_ex(self.keys.node(node), "alive", ms)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn node_alive(&self, node: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.exists(self.keys.node(node)).await.map_err(unavailable)
     }
 
     fn kind(&self) -> &'static str {

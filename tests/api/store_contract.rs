@@ -51,6 +51,8 @@ async fn persisted_events_load_back_in_order() {
                 lead: lead.clone(),
                 first_interaction: now,
                 last_interaction: now,
+                deadline: now,
+                node: "n1".into(),
             })
             .await
             .expect("persist");
@@ -62,6 +64,8 @@ async fn persisted_events_load_back_in_order() {
                 lead,
                 first_interaction: now,
                 last_interaction: now,
+                deadline: now,
+                node: "n1".into(),
             })
             .await
             .expect("persist");
@@ -121,6 +125,8 @@ async fn redis_keys_follow_the_protocol_layout() {
             },
             first_interaction: now,
             last_interaction: now,
+            deadline: now,
+            node: "n1".into(),
         })
         .await
         .expect("persist");
