@@ -2,6 +2,7 @@
 //! imports this module; it imports the rest.
 
 mod admin_api;
+mod admin_assets;
 mod admission;
 mod error;
 mod frame_guard;
@@ -50,6 +51,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(admin_api::report_pdf),
         )
         .route("/", web::get().to(rest::demo_page))
+        .configure(admin_assets::routes)
         .default_service(web::to(rest::not_found));
 }
 
