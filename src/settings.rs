@@ -12,6 +12,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod origins;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("invalid setting `{key}`: {message}")]
@@ -120,6 +122,12 @@ pub struct Settings {
     /// How often the mailer looks for due mails in the outbox.
     pub mail_poll_interval: HumanDuration,
     pub workers: Option<usize>,
+    /// Web origins (`https://shop.example`) whose pages may embed the widget:
+    /// the visitor WebSocket refuses other `Origin`s with 403 and CORS answers
+    /// only these. Empty = any origin (a warning is logged at start). A TOML
+    /// array, or comma-separated in `LEADCHAT_ALLOWED_ORIGINS`.
+    #[serde(deserialize_with = "origins::deserialize")]
+    pub allowed_origins: Vec<String>,
     pub brand: BrandSettings,
     pub limits: Limits,
 }
@@ -169,6 +177,7 @@ impl Default for Settings {
             fonts_dir: crate::report::default_fonts_dir(),
             mail_poll_interval: HumanDuration(Duration::from_secs(1)),
             workers: None,
+            allowed_origins: Vec::new(),
             brand: BrandSettings {
                 name: "Leadchat".into(),
                 color: "#1f6feb".into(),
@@ -311,6 +320,12 @@ impl Settings {
         })
     }
 
+    /// Whether a browser page at `origin` may use the widget API; see
+    /// [`origins::is_allowed`].
+    pub fn origin_allowed(&self, origin: &str, own_host: Option<&str>) -> bool {
+        origins::is_allowed(&self.allowed_origins, origin, own_host)
+    }
+
     pub fn mail_recipients(&self) -> Vec<String> {
         self.mail_to
             .split(',')
@@ -380,6 +395,22 @@ mod tests {
                 .0,
             Duration::from_secs(300)
         );
+    }
+
+    #[test]
+    fn allowed_origins_take_the_comma_separated_form_env_vars_give() {
+        assert!(with(&[]).expect("defaults").allowed_origins.is_empty());
+        let s = with(&[(
+            "allowed_origins",
+            "\"https://shop.example, http://localhost:3000\"",
+        )])
+        .expect("ok");
+        assert_eq!(
+            s.allowed_origins,
+            ["https://shop.example", "http://localhost:3000"]
+        );
+        let err = with(&[("allowed_origins", "\"shop.example\"")]).expect_err("bad");
+        assert!(err.to_string().contains("allowed_origins"), "{err}");
     }
 
     #[test]

@@ -150,6 +150,11 @@ impl Application {
                 Arc::new(MemoryStore::new())
             }
         };
+        if settings.allowed_origins.is_empty() {
+            tracing::warn!(
+                "allowed_origins is empty: any web site may embed the widget; set LEADCHAT_ALLOWED_ORIGINS to your sites' origins"
+            );
+        }
         let responder: Arc<dyn Responder> = Arc::new(load_knowledge(&settings)?);
         let engine = Engine::new(load_scoring(&settings)?)?;
         let archive = Archive::connect(&settings.database_url).await?;

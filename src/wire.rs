@@ -35,10 +35,12 @@ pub enum ErrorCode {
     AdminDisabled,
     /// REST: the server is at its connection limit.
     Overloaded,
+    /// HTTP: the page's `Origin` is not in `allowed_origins`.
+    Forbidden,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::TooLarge,
@@ -51,6 +53,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::AdminDisabled,
         ErrorCode::Overloaded,
+        ErrorCode::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +70,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::AdminDisabled => "admin_disabled",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

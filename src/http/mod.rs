@@ -4,15 +4,17 @@
 mod admin_api;
 mod admin_assets;
 mod admission;
+mod cross_origin;
 mod error;
 mod frame_guard;
 mod rest;
 mod visitor_socket;
+mod widget;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, middleware, web};
 use actix_web_actors::ws;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -40,7 +42,16 @@ pub struct AppState {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(error::json_config())
         .route("/ws", web::get().to(visitor_ws))
-        .route("/end_session", web::post().to(rest::end_session))
+        .service(
+            web::resource("/end_session")
+                .wrap(middleware::from_fn(cross_origin::cors))
+                .route(web::post().to(rest::end_session)),
+        )
+        .service(
+            web::resource("/widget.js")
+                .wrap(middleware::Compress::default())
+                .route(web::get().to(widget::script)),
+        )
         .route("/health", web::get().to(rest::health))
         .route("/ready", web::get().to(rest::ready))
         .route("/metrics", web::get().to(rest::metrics))
@@ -50,7 +61,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/sessions/{id}/report.pdf",
             web::get().to(admin_api::report_pdf),
         )
-        .route("/", web::get().to(rest::demo_page))
+        .route("/", web::get().to(widget::demo_site))
         .configure(admin_assets::routes)
         .default_service(web::to(rest::not_found));
 }
@@ -60,13 +71,15 @@ struct WsQuery {
     session_id: Option<String>,
 }
 
-/// `GET /ws`: admission, then the upgrade; the socket actor takes it from
-/// there.
+/// `GET /ws`: the origin check, admission, then the upgrade; the socket actor
+/// takes it from there.
 async fn visitor_ws(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    // Before admission, so refused pages cannot use up connection slots.
+    cross_origin::check(req.headers(), &state.settings)?;
     let Some(ticket) = state.admission.try_admit() else {
         metrics::counter!(names::CONNECTIONS_REFUSED).increment(1);
         let mut err = ApiError::new(
