@@ -143,6 +143,11 @@
     downloadReport(a.dataset.report);
   }, true);
 
+  // The detail panel sits under the top bar, whose height depends on what it says.
+  new ResizeObserver(() => {
+    document.documentElement.style.setProperty('--topbar-h', `${document.querySelector('.topbar').offsetHeight}px`);
+  }).observe(document.querySelector('.topbar'));
+
   // ---------------------------------------------------------------- sign-in
 
   function showLogin(message) {
@@ -509,7 +514,7 @@
     updateHotUi();
     $('detail').hidden = false;
     document.body.classList.add('detail-open');
-    $('detail-transcript').replaceChildren();
+    $('detail-transcript').replaceChildren(el('li', { className: 'muted empty-line' }, 'Loading the transcript…'));
     $('detail-signals').replaceChildren();
     $('detail-facts').replaceChildren();
     $('detail-report').replaceChildren();
@@ -523,8 +528,8 @@
       loadArchivedDetail(id, 0);
     }
     renderLive();
+    $('detail').scrollTop = 0;
     $('detail-title').focus();
-    if (window.matchMedia('(max-width: 1099px)').matches) $('detail').scrollIntoView({ block: 'start' });
   }
 
   function closeDetail() {
@@ -623,19 +628,15 @@
     scrollTranscript(pinned);
   }
 
-  // The panel scrolls as a whole; follow the newest line unless the reader scrolled up.
+  // The transcript scrolls on its own and follows the newest line, unless
+  // the reader scrolled up to read something older.
   function nearBottom() {
-    const box = scrollBox();
+    const box = $('detail-transcript');
     return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   }
-  function scrollBox() {
-    return window.matchMedia('(min-width: 1100px)').matches ? $('detail') : document.scrollingElement;
-  }
-  function scrollTranscript(force) {
-    if (!force) return;
-    const log = $('detail-transcript');
-    if (window.matchMedia('(min-width: 1100px)').matches) $('detail').scrollTop = $('detail').scrollHeight;
-    else if (log.lastElementChild && !$('detail').hidden) log.lastElementChild.scrollIntoView({ block: 'nearest' });
+  function scrollTranscript(follow) {
+    const box = $('detail-transcript');
+    if (follow) box.scrollTop = box.scrollHeight;
   }
 
   function markDetailEnded(reason) {
@@ -712,6 +713,7 @@
     state.archive.total = page.total || 0;
     const items = page.sessions || [];
     $('archive-body').replaceChildren(...items.map(archiveRow));
+    $('archive-table').hidden = !items.length;
     const first = items.length ? page.offset + 1 : 0;
     const last = page.offset + items.length;
     $('archive-status').textContent = items.length
@@ -720,6 +722,7 @@
     $('page-info').textContent = items.length ? `${first}–${last} of ${page.total}` : '';
     $('page-prev').disabled = page.offset <= 0;
     $('page-next').disabled = last >= page.total;
+    document.querySelector('.pager').hidden = page.offset <= 0 && last >= page.total;
   }
 
   function archiveRow(s) {
@@ -809,22 +812,33 @@
     return n;
   }
 
+  /** A y-axis top split in four whole-number steps of 1, 2 or 5 × 10^k. */
   function niceMax(v) {
-    if (v <= 4) return 4;
-    const mag = 10 ** Math.floor(Math.log10(v));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * mag >= v) return m * mag;
-    return 10 * mag;
+    const raw = Math.max(1, Math.ceil(v / 4));
+    const mag = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map((m) => m * mag).find((x) => x >= raw);
+    return step * 4;
   }
 
+  let chartDays = null;
+  // Drawn at the box's own width, so text stays at its real size on any screen.
+  let chartWidth = 0;
+  new ResizeObserver(() => {
+    const w = $('chart').clientWidth;
+    if (chartDays && w && w !== chartWidth) drawChart($('chart'), chartDays);
+  }).observe($('chart'));
+
   function drawChart(box, days) {
-    const W = 720; const H = 260;
+    chartDays = days;
+    chartWidth = box.clientWidth;
+    const W = Math.max(320, Math.round(box.clientWidth || 720)); const H = 250;
     const m = { top: 22, right: 10, bottom: 38, left: 36 };
     const iw = W - m.left - m.right; const ih = H - m.top - m.bottom;
     const totals = days.map((d) => PRIORITIES.reduce((n, p) => n + d[p], 0));
     const max = niceMax(Math.max(0, ...totals));
     const y = (v) => m.top + ih - (v / max) * ih;
     const slot = iw / days.length;
-    const bw = Math.min(34, slot * 0.68);
+    const bw = Math.min(56, slot * 0.68);
     const sum = PRIORITIES.map((p) => `${days.reduce((n, d) => n + d[p], 0)} ${p}`);
     const all = totals.reduce((a, b) => a + b, 0);
     const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'chart-t chart-d', class: 'chart-svg' },
@@ -834,7 +848,7 @@
       const v = (max / 4) * i;
       root.append(
         svg('line', { x1: m.left, x2: W - m.right, y1: y(v), y2: y(v), class: i ? 'grid' : 'axis' }),
-        svg('text', { x: m.left - 6, y: y(v) + 4, class: 'tick', 'text-anchor': 'end' }, String(Math.round(v * 10) / 10)));
+        svg('text', { x: m.left - 6, y: y(v) + 4, class: 'tick', 'text-anchor': 'end' }, String(v)));
     }
     const monthFmt = new Intl.DateTimeFormat(undefined, { month: 'short', timeZone: 'UTC' });
     days.forEach((d, i) => {
