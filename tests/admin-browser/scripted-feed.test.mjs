@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
   DESKTOP, PHONE, TOKEN, checkPrerequisites, eventually, fakeSession, launchBrowser,
-  openDashboard, shot, startServer,
+  openDashboard, shot, startServer, visitor,
 } from './harness.mjs';
 
 const ago = (s) => new Date(Date.now() - s * 1000).toISOString();
@@ -252,6 +252,75 @@ describe('dashboard on a scripted feed', () => {
       await page.locator('#detail').waitFor();
       await shot(page, 'scripted-phone-detail');
       await page.setViewportSize(DESKTOP);
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('the archive filters, opens an archived session and downloads its PDF', async () => {
+    // Two real chats, ended: the archive and the PDFs are the real server's.
+    const anil = await visitor(server);
+    await anil.say('What is your pricing?');
+    anil.send({ type: 'contact', name: 'Anil', email: 'anil@mehta-polymers.com', organization: 'Mehta Polymers' });
+    await anil.next((f) => f.type === 'contact_ok', 'contact_ok');
+    anil.send({ type: 'end' });
+    await anil.next((f) => f.type === 'ended', 'ended');
+    const anon = await visitor(server);
+    await anon.say('hello');
+    anon.send({ type: 'end' });
+    await anon.next((f) => f.type === 'ended', 'ended');
+    anil.close();
+    anon.close();
+
+    const feed = scriptedFeed((conn) => feed.send(conn, { type: 'snapshot', sessions: [] }));
+    const { page, context, errors } = await openDashboard(browser, server, { setup: (p) => feed.install(p), hash: '#archive' });
+    try {
+      const rowOf = (v) => page.locator(`#archive-body tr[data-id="${v.id}"]`);
+      await rowOf(anil).waitFor({ timeout: 10000 });
+      await rowOf(anon).waitFor();
+      assert.match(await page.locator('#archive-status').textContent(), /of 2 archived sessions/);
+      await rowOf(anil).getByText('Mehta Polymers').waitFor();
+
+      const search = page.getByLabel('Search name, e-mail, organization');
+      await search.fill('mehta');
+      await rowOf(anon).waitFor({ state: 'detached' });
+      await rowOf(anil).waitFor();
+      await search.fill('');
+      await rowOf(anon).waitFor();
+      await page.locator('#f-status').selectOption('inactivity');
+      await page.getByText('No archived session matches these filters.').waitFor();
+      assert.equal(await page.locator('#archive-table').isHidden(), true);
+      await page.locator('#f-status').selectOption('visitor');
+      await rowOf(anil).waitFor();
+      const today = new Date().toISOString().slice(0, 10);
+      await page.getByLabel('From', { exact: true }).fill(today);
+      await page.getByLabel('To', { exact: true }).fill(today);
+      await page.getByRole('button', { name: 'Apply' }).click();
+      await rowOf(anil).waitFor();
+      await page.getByLabel('From', { exact: true }).fill('2001-01-01');
+      await page.getByLabel('To', { exact: true }).fill('2001-01-02');
+      await page.getByRole('button', { name: 'Apply' }).click();
+      await rowOf(anil).waitFor({ state: 'detached' });
+      await page.getByRole('button', { name: 'Clear' }).click();
+      await rowOf(anil).waitFor();
+
+      // Enter on a row opens the archived session: transcript, signals, mail, PDF.
+      await rowOf(anil).focus();
+      await page.keyboard.press('Enter');
+      await page.locator('#detail-status[data-state="archived"]').waitFor();
+      await page.locator('#detail-transcript').getByText('What is your pricing?').waitFor();
+      await page.locator('#detail-facts').getByText('Report mail').waitFor();
+      await shot(page, 'scripted-desktop-archived-detail');
+
+      const [response, download] = await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith(`/api/sessions/${anil.id}/report.pdf`)),
+        page.waitForEvent('download'),
+        page.locator('#detail-report .pdf-link').click(),
+      ]);
+      assert.equal(response.status(), 200);
+      assert.equal(response.headers()['content-type'], 'application/pdf');
+      assert.equal(download.suggestedFilename(), `session_${anil.id}.pdf`);
       assert.deepEqual(errors, []);
     } finally {
       await context.close();
