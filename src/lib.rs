@@ -1,6 +1,7 @@
 //! leadchat: a self-hosted lead-capture chat server. See README.md for the
 //! architecture; each module's first lines say what it is for.
 
+pub mod admin;
 pub mod archive;
 pub mod bot;
 pub mod domain;

@@ -9,6 +9,7 @@ use actix::{Actor, Addr, Recipient};
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 
+use crate::admin::AdminFeed;
 use crate::archive::Archive;
 use crate::bot::{KnowledgeBase, Responder};
 use crate::http::{self, Admission, AppState};
@@ -161,11 +162,13 @@ impl Application {
         let pipeline = Pipeline::start(&settings, archive.clone())?;
         let report = report.unwrap_or_else(|| pipeline.report.clone().recipient());
 
+        let feed = AdminFeed::new().start();
         let registry = SessionRegistry::new(SessionDeps {
             store: Arc::clone(&store),
             responder,
             engine,
             report,
+            feed: feed.clone(),
             inactivity_timeout: settings.inactivity_timeout.0,
             rate: settings.limits.rate,
             node: node.clone(),
@@ -179,6 +182,7 @@ impl Application {
             registry: Arc::clone(&registry),
             store,
             archive,
+            feed,
             metrics: telemetry::metrics_handle(),
             admission: Admission::new(max_connections),
             next_conn_id: AtomicU64::new(1),

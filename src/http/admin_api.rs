@@ -10,8 +10,10 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
+use crate::admin::{ListLive, SessionView};
 use crate::archive::{MailStatus, SessionQuery};
-use crate::domain::SessionId;
+use crate::domain::{EndReason, SessionId};
+use crate::session::{EndOutcome, EndSession, GetTranscript};
 use crate::wire::ErrorCode;
 
 /// `Ok` when the request carries the admin token.
@@ -62,6 +64,8 @@ pub struct ListQuery {
     status: Option<String>,
     mail: Option<String>,
     q: Option<String>,
+    /// `live` lists the sessions going on now instead of the archive.
+    state: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -88,6 +92,9 @@ pub async fn list_sessions(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     let q = query.into_inner();
+    if q.state.as_deref() == Some("live") {
+        return list_live(&state, &q).await;
+    }
     if let Some(p) = &q.priority
         && p.parse::<crate::scoring::Priority>().is_err()
     {
@@ -133,8 +140,116 @@ pub async fn list_sessions(
     })))
 }
 
-/// `GET /api/sessions/{id}`: one archived session with its transcript,
-/// signals and mail status.
+/// The live sessions of this node, most urgent first, filtered like the
+/// archive.
+async fn list_live(state: &AppState, q: &ListQuery) -> Result<HttpResponse, ApiError> {
+    let sessions = state
+        .feed
+        .send(ListLive)
+        .await
+        .map_err(|_| ApiError::unavailable("the admin feed is restarting"))?;
+    let text =
+        q.q.as_deref()
+            .map(str::to_lowercase)
+            .filter(|t| !t.trim().is_empty());
+    let matches = |s: &SessionView| {
+        q.priority
+            .as_deref()
+            .is_none_or(|p| s.priority.as_str() == p)
+            && text.as_deref().is_none_or(|t| {
+                [&s.name, &s.email, &s.organization]
+                    .iter()
+                    .any(|f| f.as_deref().is_some_and(|v| v.to_lowercase().contains(t)))
+            })
+    };
+    let filtered: Vec<&SessionView> = sessions.iter().filter(|s| matches(s)).collect();
+    let limit = usize::try_from(q.limit.unwrap_or(50).clamp(1, 500)).unwrap_or(50);
+    let offset = usize::try_from(q.offset.unwrap_or(0).max(0)).unwrap_or(0);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "sessions": filtered.iter().skip(offset).take(limit).collect::<Vec<_>>(),
+        "total": filtered.len(),
+        "limit": limit,
+        "offset": offset,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DaysQuery {
+    days: Option<u32>,
+}
+
+/// `GET /api/stats/daily?days=14`: archived sessions per finalization day
+/// and priority, oldest first, every day present.
+pub async fn daily_stats(
+    req: HttpRequest,
+    query: web::Query<DaysQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let days = query.days.unwrap_or(14).clamp(1, 366);
+    let today = Utc::now().date_naive();
+    let first = today - chrono::Days::new(u64::from(days - 1));
+    let since = first
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc();
+    let counts = state
+        .archive
+        .counts_by_day_and_priority(since)
+        .await
+        .map_err(internal)?;
+    let rows: Vec<serde_json::Value> = first
+        .iter_days()
+        .take(days as usize)
+        .map(|day| {
+            let mut row = serde_json::json!({"day": day.to_string(), "low": 0, "medium": 0, "high": 0, "critical": 0});
+            for (d, priority, n) in &counts {
+                if *d == day && row.get(priority.as_str()).is_some() {
+                    row[priority.as_str()] = serde_json::json!(n);
+                }
+            }
+            row
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "days": rows })))
+}
+
+/// `POST /api/sessions/{id}/end`: a salesperson ends a live session; it is
+/// finalized as usual, with reason `admin`.
+pub async fn end_session(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let id = SessionId::parse(&path).ok_or_else(|| ApiError::not_found("no such session"))?;
+    let Some(addr) = state.registry.get(id) else {
+        return Err(ApiError::not_found(
+            "no live session with this id on this node",
+        ));
+    };
+    let outcome = addr
+        .send(EndSession {
+            reason: EndReason::Admin,
+            report_done: None,
+        })
+        .await
+        .unwrap_or(EndOutcome::AlreadyFinalized);
+    let status = match outcome {
+        EndOutcome::Finalized => "success",
+        EndOutcome::AlreadyFinalized => "already_finalized",
+        EndOutcome::Unavailable => {
+            return Err(ApiError::unavailable(
+                "session store unavailable; try again",
+            ));
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "status": status, "session_id": id.to_string() })))
+}
+
+/// `GET /api/sessions/{id}`: one session with its transcript and signals —
+/// live from its actor, else from the archive with its mail status.
 pub async fn get_session(
     req: HttpRequest,
     path: web::Path<String>,
@@ -142,6 +257,15 @@ pub async fn get_session(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     let id = SessionId::parse(&path).ok_or_else(|| ApiError::not_found("no such session"))?;
+    if let Some(addr) = state.registry.get(id)
+        && let Ok(transcript) = addr.send(GetTranscript).await
+        && let Ok(live) = state.feed.send(ListLive).await
+        && let Some(view) = live.into_iter().find(|s| s.session_id == id.to_string())
+    {
+        let mut body = serde_json::to_value(&view).unwrap_or_default();
+        body["transcript"] = serde_json::to_value(&transcript).unwrap_or_default();
+        return Ok(HttpResponse::Ok().json(body));
+    }
     let detail = state
         .archive
         .get_session(&id.to_string())

@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod admin_assets;
+mod admin_socket;
 mod admission;
 mod cross_origin;
 mod error;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub registry: Arc<SessionRegistry>,
     pub store: SharedStore,
     pub archive: crate::archive::Archive,
+    pub feed: actix::Addr<crate::admin::AdminFeed>,
     pub metrics: PrometheusHandle,
     pub admission: Admission,
     pub next_conn_id: AtomicU64,
@@ -55,6 +57,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(rest::health))
         .route("/ready", web::get().to(rest::ready))
         .route("/metrics", web::get().to(rest::metrics))
+        .route("/admin/ws", web::get().to(admin_ws))
+        .route("/api/stats/daily", web::get().to(admin_api::daily_stats))
+        .route(
+            "/api/sessions/{id}/end",
+            web::post().to(admin_api::end_session),
+        )
         .route("/api/sessions", web::get().to(admin_api::list_sessions))
         .route("/api/sessions/{id}", web::get().to(admin_api::get_session))
         .route(
@@ -132,4 +140,21 @@ impl actix::Handler<GuardEvents> for visitor_socket::VisitorSocket {
             ctx.add_stream(rx);
         }
     }
+}
+
+/// `GET /admin/ws`: the token is checked before the upgrade (401 otherwise).
+async fn admin_ws(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    admin_api::authorize(&req, &state)?;
+    let id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let actor = admin_socket::AdminSocket::new(
+        id,
+        state.feed.clone(),
+        Arc::clone(&state.registry),
+        state.archive.clone(),
+    );
+    ws::start(actor, &req, payload)
 }

@@ -16,6 +16,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::messages::*;
 use super::registry::SessionRegistry;
+use crate::admin::{SessionChanged, SessionView, ViewState};
 use crate::bot::ReplyContext;
 use crate::domain::{Contact, EndReason, Role, SessionId, TranscriptEntry};
 use crate::scoring::{ContactFacts, LeadScore, LeadTracker};
@@ -222,8 +223,10 @@ impl SessionActor {
         let fut = async move { store.persist(&update).await };
         ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
             Ok(()) => {
+                let new_entries = act.transcript[act.persisted..].to_vec();
                 act.persisted += written;
                 done(act, ctx);
+                act.publish(new_entries);
             }
             Err(err) => {
                 tracing::warn!(session_id = %act.id, error = %err, "store write failed; event not acknowledged");
@@ -364,6 +367,42 @@ impl SessionActor {
         self.score = score;
     }
 
+    /// Tells the admin feed how the session looks now. Sessions nobody has
+    /// said anything in stay off the sales team's screen.
+    pub(super) fn publish(&self, new_entries: Vec<TranscriptEntry>) {
+        if !self.has_activity() {
+            return;
+        }
+        let view = SessionView {
+            session_id: self.id.to_string(),
+            name: self.contact.name().map(str::to_owned),
+            email: self.contact.email().map(str::to_owned),
+            phone: self.contact.phone().map(str::to_owned),
+            organization: self.contact.organization().map(str::to_owned),
+            lead_score: self.score.lead_score,
+            priority: self.score.priority,
+            engagement_score: self.score.engagement_score,
+            total_queries: self.total_queries,
+            first_interaction: self.first_interaction,
+            last_interaction: self.last_interaction,
+            state: if self.connections.is_empty() {
+                ViewState::Away
+            } else {
+                ViewState::Active
+            },
+            node: self.registry.deps().node.clone(),
+            signals: self.score.signals.clone(),
+        };
+        self.registry
+            .deps()
+            .feed
+            .do_send(SessionChanged { view, new_entries });
+    }
+
+    pub(super) fn has_activity(&self) -> bool {
+        self.contact_collected || self.total_queries > 0
+    }
+
     fn session_frame(&self, resumed: bool, previous: Option<&str>) -> ByteString {
         ServerFrame::Session {
             session_id: self.id.to_string(),
@@ -402,6 +441,8 @@ impl Actor for SessionActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::gauge!(names::LIVE_SESSIONS).increment(1.0);
         self.start_inactivity_timer(ctx);
+        // A session restored after a restart or a move reappears on screens.
+        self.publish(Vec::new());
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -418,6 +459,9 @@ impl Handler<Connect> for SessionActor {
             return Err(SessionGone);
         }
         self.connections.push((msg.conn_id, msg.socket));
+        if self.connections.len() == 1 {
+            self.publish(Vec::new());
+        }
         Ok(self.session_frame(msg.resumed, msg.previous_session_id.as_deref()))
     }
 }
@@ -427,6 +471,17 @@ impl Handler<Disconnect> for SessionActor {
 
     fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
         self.connections.retain(|(id, _)| *id != msg.conn_id);
+        if self.connections.is_empty() && self.state == Lifecycle::Live {
+            self.publish(Vec::new());
+        }
+    }
+}
+
+impl Handler<GetTranscript> for SessionActor {
+    type Result = MessageResult<GetTranscript>;
+
+    fn handle(&mut self, _: GetTranscript, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.transcript.clone())
     }
 }
 

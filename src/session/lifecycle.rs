@@ -10,6 +10,7 @@ use chrono::Utc;
 
 use super::actor::{Lifecycle, SessionActor};
 use super::messages::EndOutcome;
+use crate::admin::SessionClosed;
 use crate::domain::EndReason;
 use crate::report::{FinalizeSession, FinalizedSession};
 use crate::telemetry::names;
@@ -71,7 +72,7 @@ impl SessionActor {
             // Nobody said anything: nothing to report, nothing was stored.
             metrics::counter!(names::SESSIONS_DROPPED).increment(1);
             tracing::debug!(session_id = %self.id, "empty session dropped at its timeout");
-            self.end(ctx, reason);
+            self.end(ctx, reason, false);
             answer(reply, EndOutcome::Finalized);
             return;
         }
@@ -96,13 +97,19 @@ impl SessionActor {
                     return;
                 }
             };
-            act.end(ctx, reason);
+            act.end(ctx, reason, outcome == EndOutcome::Finalized);
             answer(reply, outcome);
         }));
     }
 
-    fn end(&mut self, ctx: &mut Context<Self>, reason: EndReason) {
+    fn end(&mut self, ctx: &mut Context<Self>, reason: EndReason, reported: bool) {
         self.state = Lifecycle::Ended;
+        self.registry.deps().feed.do_send(SessionClosed {
+            session_id: self.id.to_string(),
+            reason: reason.as_str(),
+            priority: self.score.priority,
+            report: reported.then(|| format!("session_{}.pdf", self.id)),
+        });
         let frame = ServerFrame::Ended {
             reason: reason.as_str(),
         }

@@ -70,3 +70,8 @@ pub enum EndOutcome {
     /// The store could not take the guard; nothing changed, try again.
     Unavailable,
 }
+
+/// The whole transcript so far (an admin starts watching the session).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<crate::domain::TranscriptEntry>")]
+pub struct GetTranscript;

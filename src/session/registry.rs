@@ -10,6 +10,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::actor::SessionActor;
+use crate::admin::AdminFeed;
 use crate::bot::Responder;
 use crate::domain::SessionId;
 use crate::report::FinalizeSession;
@@ -23,6 +24,8 @@ pub struct SessionDeps {
     pub responder: Arc<dyn Responder>,
     pub engine: Engine,
     pub report: Recipient<FinalizeSession>,
+    /// This node's admin feed.
+    pub feed: Addr<AdminFeed>,
     pub inactivity_timeout: Duration,
     pub rate: RateSetting,
     pub node: String,
@@ -65,6 +68,14 @@ impl SessionRegistry {
 
     pub fn live_count(&self) -> usize {
         self.live.len()
+    }
+
+    /// The live actor of `id` on this node, without touching the store.
+    pub fn get(&self, id: SessionId) -> Option<Addr<SessionActor>> {
+        self.live
+            .get(&id)
+            .map(|a| a.clone())
+            .filter(Addr::connected)
     }
 
     pub fn live_ids(&self) -> Vec<SessionId> {

@@ -1,6 +1,7 @@
 //! Protocol tests against the real server over real sockets, each run with
 //! the embedded store and with Redis.
 
+mod admin_feed;
 mod cross_origin;
 mod end_session;
 mod finalize;

@@ -1,0 +1,60 @@
+//! Messages the AdminFeed and admin sockets take.
+
+use actix::{Message, Recipient};
+use bytestring::ByteString;
+
+use super::view::SessionView;
+use crate::domain::TranscriptEntry;
+
+/// A session's view changed (a visitor event, a connection came or went);
+/// `new_entries` are its transcript lines since the last change.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SessionChanged {
+    pub view: SessionView,
+    pub new_entries: Vec<TranscriptEntry>,
+}
+
+/// A session left the live view.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SessionClosed {
+    pub session_id: String,
+    pub reason: &'static str,
+    pub priority: crate::scoring::Priority,
+    /// `session_{ID}.pdf`, or `None` for a session dropped without a report.
+    pub report: Option<String>,
+}
+
+/// Ready-to-send frames for one admin socket: everything of one flush in one
+/// message, so a burst costs each socket one mailbox slot.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct AdminFrame(pub Vec<ByteString>);
+
+/// An admin socket joins the feed; answered with the snapshot frame.
+#[derive(Debug, Message)]
+#[rtype(result = "ByteString")]
+pub struct Subscribe {
+    pub subscriber: u64,
+    pub socket: Recipient<AdminFrame>,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub subscriber: u64,
+}
+
+/// Follow one session's transcript (`None` stops).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Watch {
+    pub subscriber: u64,
+    pub session_id: Option<String>,
+}
+
+/// The live sessions, most urgent first (the admin API's live list).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<SessionView>")]
+pub struct ListLive;

@@ -1,0 +1,11 @@
+//! The admin side: the AdminFeed actor that holds this node's live view of
+//! every session and fans changes out to admin sockets, and the view itself.
+//! The admin socket actor lives with the other connection actors in `http`.
+
+mod feed;
+pub mod messages;
+mod view;
+
+pub use feed::AdminFeed;
+pub use messages::*;
+pub use view::{SessionView, ViewState};
