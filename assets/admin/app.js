@@ -400,6 +400,7 @@
     b.hidden = false;
     const p = Notification.permission;
     b.disabled = p !== 'default';
+    b.dataset.permission = p;
     b.textContent = p === 'granted' ? 'Desktop alerts on' : p === 'denied' ? 'Desktop alerts blocked' : 'Enable desktop alerts';
   }
 
@@ -560,7 +561,7 @@
   function renderDetailSession(s) {
     if (!s) return;
     const title = $('detail-title');
-    title.replaceChildren(displayName(s), ' ', badge(s.priority));
+    title.replaceChildren(el('span', { className: 'name' }, displayName(s)), ' ', badge(s.priority));
     const facts = [
       s.organization ? fact('Organization', s.organization) : [],
       s.email ? fact('E-mail', el('a', { href: `mailto:${s.email}` }, s.email)) : [],

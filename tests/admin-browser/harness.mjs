@@ -71,7 +71,11 @@ export function startServer() {
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`leadchat exited with ${code} before listening:\n${log}`)); });
+    child.on('exit', (code) => {
+      if (timer.done) return; // stopped after listening: the check above says why
+      clearTimeout(timer);
+      reject(new Error(`leadchat exited with ${code} before listening:\n${log}`));
+    });
   });
 }
 

@@ -50,9 +50,9 @@ describe('dashboard on the real admin feed', () => {
 
       guest.send({ type: 'contact', name: 'Anil', email: 'anil@mehta-polymers.com', organization: 'Mehta Polymers' });
       await guest.next((f) => f.type === 'contact_ok', 'contact_ok');
-      await row.getByText('Anil').waitFor({ timeout: 5000 });
+      await row.getByText('Anil', { exact: true }).waitFor({ timeout: 5000 });
       await row.getByText('Mehta Polymers').waitFor();
-      await page.locator('#detail-title').getByText('Anil').waitFor();
+      await page.locator('#detail-title').getByText('Anil', { exact: true }).waitFor();
 
       await guest.say('Can we book a demo next week?');
       await transcript.getByText('Can we book a demo next week?').waitFor({ timeout: 5000 });
