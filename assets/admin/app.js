@@ -85,6 +85,7 @@
 
   async function api(path, opts = {}) {
     const res = await fetch(path, {
+      method: opts.method || 'GET',
       headers: { Authorization: `Bearer ${opts.token || state.token}` },
       cache: 'no-store',
     });
@@ -522,6 +523,7 @@
     if (kind === 'live') {
       renderDetailSession(state.live.get(id));
       setDetailStatus('live', 'Watching live');
+      $('detail-report').replaceChildren(el('button', { type: 'button', className: 'danger', id: 'end-chat' }, 'End this chat'));
       send({ type: 'watch', session_id: id });
     } else {
       $('detail-title').textContent = 'Archived session';
@@ -546,6 +548,23 @@
   }
 
   $('detail-close').addEventListener('click', closeDetail);
+
+  // Ends a live chat as an admin (reason `admin`): the visitor sees it end and
+  // the report goes out as for any other end.
+  $('detail-report').addEventListener('click', async (ev) => {
+    if (!ev.target.closest('#end-chat')) return;
+    const d = state.detail;
+    if (!d || d.kind !== 'live' || d.ended) return;
+    const who = displayName(state.live.get(d.id));
+    if (!window.confirm(`End the chat with ${who}? The visitor sees it end and the report is sent.`)) return;
+    ev.target.disabled = true;
+    try {
+      await api(`/api/sessions/${encodeURIComponent(d.id)}/end`, { method: 'POST' });
+    } catch (err) {
+      ev.target.disabled = false;
+      apiFailed(err);
+    }
+  });
   $('detail').addEventListener('keydown', (ev) => { if (ev.key === 'Escape') closeDetail(); });
 
   function setDetailStatus(kind, text) {
@@ -643,6 +662,7 @@
   function markDetailEnded(reason) {
     const d = state.detail;
     d.ended = true;
+    $('detail-report').replaceChildren();
     setDetailStatus('ended', `Chat ended${reason ? ` (${reason})` : ''} — fetching the archived report…`);
     // The archive commits just after the feed says "ended": give it a moment.
     loadArchivedDetail(d.id, 1);

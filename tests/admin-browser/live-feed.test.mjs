@@ -12,6 +12,10 @@ import {
 
 const RANK = { low: 0, medium: 1, high: 2, critical: 3 };
 
+// Counted as a failure of its own when Chromium or the binary is missing
+// (a failing `before` hook only cancels the tests it guards).
+test('Chromium and the leadchat binary are there', () => checkPrerequisites());
+
 describe('dashboard on the real admin feed', () => {
   let server;
   let browser;
@@ -112,6 +116,19 @@ describe('dashboard on the real admin feed', () => {
       assert.equal(download.suggestedFilename(), `session_${guest.id}.pdf`);
       const pdf = readFileSync(await download.path());
       assert.equal(pdf.subarray(0, 5).toString(), '%PDF-');
+
+      // A second chat, ended from the dashboard: the visitor is told `admin`.
+      const other = await visitor(server);
+      await other.say('Do you handle e-waste registration?');
+      await page.locator('#tab-live').click();
+      const otherRow = page.locator(`#live-body tr[data-id="${other.id}"]`);
+      await otherRow.click();
+      page.once('dialog', (dialog) => dialog.accept());
+      await page.getByRole('button', { name: 'End this chat' }).click();
+      assert.equal((await other.next((f) => f.type === 'ended', 'ended')).reason, 'admin');
+      await otherRow.waitFor({ state: 'detached', timeout: 5000 });
+      await page.locator('#detail-report .pdf-link').waitFor({ timeout: 20000 });
+      other.close();
       assert.deepEqual(errors, []);
     } finally {
       guest?.close();

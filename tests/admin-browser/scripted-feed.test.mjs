@@ -70,6 +70,10 @@ function scriptedFeed(onOpen) {
 
 const rowIds = (page) => page.$$eval('#live-body tr', (trs) => trs.map((tr) => tr.dataset.id));
 
+// Counted as a failure of its own when Chromium or the binary is missing
+// (a failing `before` hook only cancels the tests it guards).
+test('Chromium and the leadchat binary are there', () => checkPrerequisites());
+
 describe('dashboard on a scripted feed', () => {
   let server;
   let browser;
