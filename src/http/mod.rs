@@ -2,6 +2,7 @@
 //! imports this module; it imports the rest.
 
 mod admin_api;
+mod admin_assets;
 mod admin_socket;
 mod admission;
 mod cross_origin;
@@ -69,6 +70,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(admin_api::report_pdf),
         )
         .route("/", web::get().to(widget::demo_site))
+        .configure(admin_assets::routes)
         .default_service(web::to(rest::not_found));
 }
 
