@@ -221,8 +221,7 @@ pub async fn end_session(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let id = SessionId::parse(&path).ok_or_else(|| ApiError::not_found("no such session"))?;
+    let id = admin_session_id(&req, &state, &path)?;
     let Some(addr) = state.registry.get(id) else {
         return Err(ApiError::not_found(
             "no live session with this id on this node",
@@ -255,8 +254,7 @@ pub async fn get_session(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let id = SessionId::parse(&path).ok_or_else(|| ApiError::not_found("no such session"))?;
+    let id = admin_session_id(&req, &state, &path)?;
     if let Some(addr) = state.registry.get(id)
         && let Ok(transcript) = addr.send(GetTranscript).await
         && let Ok(live) = state.feed.send(ListLive).await
@@ -266,12 +264,7 @@ pub async fn get_session(
         body["transcript"] = serde_json::to_value(&transcript).unwrap_or_default();
         return Ok(HttpResponse::Ok().json(body));
     }
-    let detail = state
-        .archive
-        .get_session(&id.to_string())
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::not_found("no such session"))?;
+    let detail = archived(&state, id).await?;
     let s = &detail.session;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "session_id": s.session_id,
@@ -296,14 +289,8 @@ pub async fn report_pdf(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let id = SessionId::parse(&path).ok_or_else(|| ApiError::not_found("no such session"))?;
-    let detail = state
-        .archive
-        .get_session(&id.to_string())
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::not_found("no such session"))?;
+    let id = admin_session_id(&req, &state, &path)?;
+    let detail = archived(&state, id).await?;
     let path = detail.session.report_path.ok_or_else(|| {
         ApiError::not_found("the report of this session has not been rendered yet")
     })?;
@@ -318,6 +305,24 @@ pub async fn report_pdf(
             format!("inline; filename=\"session_{id}.pdf\""),
         ))
         .body(bytes))
+}
+
+/// The admin token, then the session id of the path.
+fn admin_session_id(req: &HttpRequest, state: &AppState, raw: &str) -> Result<SessionId, ApiError> {
+    authorize(req, state)?;
+    SessionId::parse(raw).ok_or_else(|| ApiError::not_found("no such session"))
+}
+
+async fn archived(
+    state: &AppState,
+    id: SessionId,
+) -> Result<crate::archive::SessionDetail, ApiError> {
+    state
+        .archive
+        .get_session(&id.to_string())
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found("no such session"))
 }
 
 fn internal(err: crate::archive::ArchiveError) -> ApiError {
