@@ -9,7 +9,7 @@ use actix::{Actor, Addr, Recipient};
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 
-use crate::admin::AdminFeed;
+use crate::admin::{self, AdminFeed, bus::FeedBus};
 use crate::archive::Archive;
 use crate::bot::{KnowledgeBase, Responder};
 use crate::http::{self, Admission, AppState};
@@ -145,15 +145,18 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
         let node = settings.node_name();
-        let store: SharedStore = match &settings.redis_url {
+        let (store, bus): (SharedStore, Option<FeedBus>) = match &settings.redis_url {
             Some(url) => {
-                Arc::new(RedisStore::connect(url, Keys::new(settings.redis_prefix.clone())).await?)
+                let keys = Keys::new(settings.redis_prefix.clone());
+                let redis = RedisStore::connect(url, keys.clone()).await?;
+                let bus = FeedBus::new(redis.connection(), keys.feed());
+                (Arc::new(redis), Some(bus))
             }
             None => {
                 tracing::info!(
                     "no LEADCHAT_REDIS_URL: using the embedded in-memory store (one node, no crash recovery)"
                 );
-                Arc::new(MemoryStore::new())
+                (Arc::new(MemoryStore::new()), None)
             }
         };
         if settings.allowed_origins.is_empty() {
@@ -167,7 +170,11 @@ impl Application {
         let pipeline = Pipeline::start(&settings, archive.clone(), Arc::clone(&store))?;
         let report = report.unwrap_or_else(|| pipeline.report.clone().recipient());
 
-        let feed = AdminFeed::new().start();
+        let feed = AdminFeed::new(node.clone(), bus.clone()).start();
+        if let (Some(bus), Some(url)) = (bus, &settings.redis_url) {
+            let channel = Keys::new(settings.redis_prefix.clone()).feed();
+            admin::bus::spawn_listener(url.clone(), channel, node.clone(), bus, feed.clone());
+        }
         let registry = SessionRegistry::new(SessionDeps {
             store: Arc::clone(&store),
             responder,

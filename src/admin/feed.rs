@@ -13,9 +13,10 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use serde::Serialize;
 
+use super::bus::{BusEvent, FeedBus};
 use super::messages::*;
 use super::view::{SessionView, urgency};
-use crate::domain::Role;
+use crate::domain::{Role, TranscriptEntry};
 
 /// Well under the 100 ms the protocol allows from change to admin screen.
 const FLUSH: Duration = Duration::from_millis(20);
@@ -27,13 +28,17 @@ struct Subscriber {
     lagging: bool,
 }
 
-#[derive(Default)]
 pub struct AdminFeed {
+    node: String,
+    /// The cluster channel; `None` on a single node without Redis.
+    bus: Option<FeedBus>,
     live: HashMap<String, SessionView>,
     subscribers: HashMap<u64, Subscriber>,
     dirty: HashSet<String>,
     /// Frames waiting for the next flush, in order (ended sessions, lines).
     pending: Vec<(Option<String>, ByteString)>,
+    /// This node's changes waiting to be published to the other nodes.
+    outgoing: HashMap<String, Vec<TranscriptEntry>>,
 }
 
 #[derive(Serialize)]
@@ -67,8 +72,90 @@ fn encode(frame: &FeedFrame<'_>) -> ByteString {
 }
 
 impl AdminFeed {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(node: String, bus: Option<FeedBus>) -> Self {
+        Self {
+            node,
+            bus,
+            live: HashMap::new(),
+            subscribers: HashMap::new(),
+            dirty: HashSet::new(),
+            pending: Vec::new(),
+            outgoing: HashMap::new(),
+        }
+    }
+
+    /// A session changed, here or on another node.
+    fn apply_change(&mut self, view: SessionView, new_entries: &[TranscriptEntry]) {
+        let id = view.session_id.clone();
+        let watched = self
+            .subscribers
+            .values()
+            .any(|s| s.watching.as_deref() == Some(id.as_str()));
+        if watched {
+            for e in new_entries {
+                let frame = encode(&FeedFrame::Message {
+                    session_id: &id,
+                    seq: e.seq,
+                    role: e.role,
+                    text: &e.text,
+                    at: e.at,
+                });
+                self.pending.push((Some(id.clone()), frame));
+            }
+        }
+        self.live.insert(id.clone(), view);
+        self.dirty.insert(id);
+    }
+
+    fn apply_close(
+        &mut self,
+        session_id: &str,
+        reason: &str,
+        priority: crate::scoring::Priority,
+        report: Option<&str>,
+    ) {
+        let known = self.live.remove(session_id).is_some();
+        self.dirty.remove(session_id);
+        if known {
+            let frame = encode(&FeedFrame::SessionEnded {
+                session_id,
+                reason,
+                priority,
+                report,
+            });
+            self.pending.push((None, frame));
+        }
+    }
+
+    /// Sends this node's batched changes to the other nodes.
+    fn publish(&mut self, ctx: &mut Context<Self>, event: Option<BusEvent>) {
+        let Some(bus) = self.bus.clone() else {
+            self.outgoing.clear();
+            return;
+        };
+        let mut events = Vec::new();
+        if !self.outgoing.is_empty() {
+            let sessions = std::mem::take(&mut self.outgoing)
+                .into_iter()
+                .filter_map(|(id, lines)| self.live.get(&id).map(|v| (v.clone(), lines)))
+                .collect();
+            events.push(BusEvent::Changed {
+                node: self.node.clone(),
+                sessions,
+            });
+        }
+        events.extend(event);
+        if events.is_empty() {
+            return;
+        }
+        ctx.spawn(
+            async move {
+                for e in &events {
+                    bus.publish(e).await;
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     fn snapshot(&self) -> ByteString {
@@ -140,7 +227,10 @@ impl Actor for AdminFeed {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(65_536);
-        ctx.run_interval(FLUSH, |act, _| act.flush());
+        ctx.run_interval(FLUSH, |act, ctx| {
+            act.publish(ctx, None);
+            act.flush();
+        });
     }
 }
 
@@ -148,42 +238,73 @@ impl Handler<SessionChanged> for AdminFeed {
     type Result = ();
 
     fn handle(&mut self, msg: SessionChanged, _: &mut Self::Context) {
-        let id = msg.view.session_id.clone();
-        let watched = self
-            .subscribers
-            .values()
-            .any(|s| s.watching.as_deref() == Some(id.as_str()));
-        if watched {
-            for e in &msg.new_entries {
-                let frame = encode(&FeedFrame::Message {
-                    session_id: &id,
-                    seq: e.seq,
-                    role: e.role,
-                    text: &e.text,
-                    at: e.at,
-                });
-                self.pending.push((Some(id.clone()), frame));
-            }
+        if self.bus.is_some() {
+            self.outgoing
+                .entry(msg.view.session_id.clone())
+                .or_default()
+                .extend(msg.new_entries.iter().cloned());
         }
-        self.live.insert(id.clone(), msg.view);
-        self.dirty.insert(id);
+        self.apply_change(msg.view, &msg.new_entries);
     }
 }
 
 impl Handler<SessionClosed> for AdminFeed {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionClosed, _: &mut Self::Context) {
-        let known = self.live.remove(&msg.session_id).is_some();
-        self.dirty.remove(&msg.session_id);
-        if known {
-            let frame = encode(&FeedFrame::SessionEnded {
-                session_id: &msg.session_id,
-                reason: msg.reason,
-                priority: msg.priority,
-                report: msg.report.as_deref(),
-            });
-            self.pending.push((None, frame));
+    fn handle(&mut self, msg: SessionClosed, ctx: &mut Self::Context) {
+        if !self.live.contains_key(&msg.session_id) {
+            return; // never shown (a silent session dropped at its timeout)
+        }
+        self.outgoing.remove(&msg.session_id);
+        self.apply_close(
+            &msg.session_id,
+            msg.reason,
+            msg.priority,
+            msg.report.as_deref(),
+        );
+        let event = BusEvent::Closed {
+            node: self.node.clone(),
+            session_id: msg.session_id,
+            reason: msg.reason.to_owned(),
+            priority: msg.priority,
+            report: msg.report,
+        };
+        self.publish(ctx, Some(event));
+    }
+}
+
+impl Handler<RemoteEvent> for AdminFeed {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteEvent, ctx: &mut Self::Context) {
+        match msg.0 {
+            BusEvent::Changed { sessions, .. } => {
+                for (view, lines) in sessions {
+                    self.apply_change(view, &lines);
+                }
+            }
+            BusEvent::Closed {
+                session_id,
+                reason,
+                priority,
+                report,
+                ..
+            } => {
+                self.apply_close(&session_id, &reason, priority, report.as_deref());
+            }
+            BusEvent::Hello { .. } => {
+                // A node joined: tell it about every session held here.
+                let mine: Vec<String> = self
+                    .live
+                    .values()
+                    .filter(|v| v.node == self.node)
+                    .map(|v| v.session_id.clone())
+                    .collect();
+                for id in mine {
+                    self.outgoing.entry(id).or_default();
+                }
+                self.publish(ctx, None);
+            }
         }
     }
 }

@@ -58,3 +58,8 @@ pub struct Watch {
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<SessionView>")]
 pub struct ListLive;
+
+/// Another node's change, from the cluster channel.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RemoteEvent(pub super::bus::BusEvent);

@@ -2,6 +2,7 @@
 //! every session and fans changes out to admin sockets, and the view itself.
 //! The admin socket actor lives with the other connection actors in `http`.
 
+pub mod bus;
 mod feed;
 pub mod messages;
 mod view;

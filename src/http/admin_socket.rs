@@ -10,7 +10,7 @@ use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use serde::{Deserialize, Serialize};
 
-use crate::admin::{AdminFeed, AdminFrame, Subscribe, Unsubscribe, Watch};
+use crate::admin::{AdminFeed, AdminFrame, ListLive, Subscribe, Unsubscribe, Watch};
 use crate::archive::Archive;
 use crate::domain::{Role, SessionId, TranscriptEntry};
 use crate::session::{GetTranscript, SessionRegistry};
@@ -79,13 +79,23 @@ impl AdminSocket {
         });
         let live = self.registry.get(id);
         let archive = self.archive.clone();
+        let feed = self.feed.clone();
         let fetch = async move {
             if let Some(addr) = live
                 && let Ok(history) = addr.send(GetTranscript).await
             {
                 return Some((true, history));
             }
-            let detail = archive.get_session(&id.to_string()).await.ok().flatten()?;
+            let Some(detail) = archive.get_session(&id.to_string()).await.ok().flatten() else {
+                // Live on another node: its new lines arrive from now on.
+                let elsewhere = feed
+                    .send(ListLive)
+                    .await
+                    .ok()?
+                    .iter()
+                    .any(|s| s.session_id == id.to_string());
+                return elsewhere.then(|| (true, Vec::new()));
+            };
             let history = detail
                 .session
                 .messages

@@ -50,6 +50,11 @@ impl Keys {
         format!("{}leadchat:deadlines", self.prefix)
     }
 
+    /// `leadchat:feed` (added) — pub/sub channel of the cluster-wide admin feed.
+    pub fn feed(&self) -> String {
+        format!("{}leadchat:feed", self.prefix)
+    }
+
     /// `leadchat:node:NAME` (added) — present while that node is alive.
     pub fn node(&self, name: &str) -> String {
         format!("{}leadchat:node:{name}", self.prefix)

@@ -269,3 +269,53 @@ async fn the_admin_api_lists_live_sessions_ends_one_and_counts_by_day() {
         .sum();
     assert_eq!(total, 1, "{today}");
 }
+
+#[actix_web::test]
+async fn an_admin_on_one_node_sees_the_sessions_of_another() {
+    let mut a = test_settings(StoreKind::Redis);
+    a.admin_token = Some(TOKEN.into());
+    a.node_id = Some("node-a".into());
+    let prefix = a.redis_prefix.clone();
+    let node_a = spawn_full_app(a).await;
+    let (mut early, early_session) = node_a.connect(None).await;
+    early
+        .message("a session from before node B started", "e")
+        .await;
+
+    // Node B joins later: its hello makes node A republish what it holds.
+    let mut b = test_settings(StoreKind::Redis);
+    b.admin_token = Some(TOKEN.into());
+    b.node_id = Some("node-b".into());
+    b.redis_prefix = prefix;
+    let node_b = spawn_full_app(b).await;
+    let early_id = early_session["session_id"].as_str().expect("id").to_owned();
+    let mut known = false;
+    for _ in 0..40 {
+        let mut probe = admin(&node_b).await;
+        let snap = probe.recv().await;
+        if snap["sessions"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|v| v["session_id"] == early_id.as_str()))
+        {
+            known = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(known, "node B's snapshot lists node A's earlier session");
+
+    let mut feed = admin(&node_b).await;
+    assert_eq!(feed.recv().await["type"], "snapshot");
+    let (mut visitor, session) = node_a.connect(None).await;
+    let id = session["session_id"].as_str().expect("id").to_owned();
+    visitor.message("pricing for 300 tonnes please", "x").await;
+    let mut seen = next_of(&mut feed, "session_updated").await;
+    while seen["session"]["session_id"] != id.as_str() {
+        seen = next_of(&mut feed, "session_updated").await;
+    }
+    assert_eq!(seen["session"]["node"], "node-a");
+
+    visitor.send(json!({"type":"end"})).await;
+    let ended = next_of(&mut feed, "session_ended").await;
+    assert_eq!(ended["session_id"], id.as_str());
+}
