@@ -7,6 +7,9 @@ COPY config ./config
 COPY assets ./assets
 COPY templates ./templates
 COPY migrations ./migrations
+COPY benches ./benches
+COPY tests ./tests
+COPY examples ./examples
 RUN cargo build --release --locked --bin leadchat
 
 FROM debian:bookworm-slim
