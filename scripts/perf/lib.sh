@@ -32,8 +32,8 @@ build() {
 
 cleanup() {
   local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  for pid in "${PIDS[@]}" ${SINK_PID:-}; do kill "$pid" 2>/dev/null || true; done
+  stop_server
   if command -v redis-cli >/dev/null; then
     redis-cli -u "$REDIS_URL" --scan --pattern "${REDIS_PREFIX}*" 2>/dev/null |
       xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
@@ -71,6 +71,18 @@ start_server() {
   [[ -n $SERVER_ADDR ]] || { echo "leadchat did not log its address" >&2; exit 1; }
   echo "leadchat pid $SERVER_PID on $SERVER_ADDR (redis prefix $REDIS_PREFIX)" >&2
 }
+
+stop_server() {
+  [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=""
+  return 0
+}
+
+# cpu_ticks PID: user + system clock ticks the process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# cores_used TICKS_BEFORE TICKS_AFTER SECONDS: average cores busy.
+cores_used() { python3 -c "import os,sys; t=os.sysconf('SC_CLK_TCK'); print(f'{($2-$1)/t/$3:.2f}')"; }
 
 # rss_kb PID: resident set size in KiB.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

@@ -94,6 +94,9 @@ struct RunArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// The visitors' contact name (shows in the report mail's subject).
+    #[arg(long, default_value = "Load Test")]
+    name: String,
     /// Exit 1 on any protocol error, failed connect or error frame.
     #[arg(long)]
     strict: bool,
@@ -194,6 +197,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         jitter: args.jitter,
         measure_from,
         stop_at,
+        name: args.name.clone(),
         sync_message: args
             .sync_message
             .then(|| Arc::new(Barrier::new(args.sessions as usize))),
