@@ -224,6 +224,10 @@ impl Application {
             HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
                 .shutdown_timeout(settings.shutdown_grace.0.as_secs())
                 .backlog(4096)
+                // Chat frames are small and an ack is followed at once by the
+                // bot's answer: with Nagle on, an answer written apart from its
+                // ack can wait for the client's delayed ACK (40–200 ms).
+                .tcp_nodelay(true)
                 .max_connections(50_000)
                 .client_request_timeout(std::time::Duration::from_secs(10));
         if let Some(workers) = settings.workers {
