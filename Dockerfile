@@ -10,6 +10,7 @@ COPY migrations ./migrations
 COPY benches ./benches
 COPY tests ./tests
 COPY examples ./examples
+COPY tools ./tools
 RUN cargo build --release --locked --bin leadchat
 
 FROM debian:bookworm-slim

@@ -174,6 +174,12 @@ impl AdminFeed {
     }
 
     fn flush(&mut self) {
+        if self.subscribers.is_empty() {
+            // Nobody is watching: the live map is enough for a later snapshot.
+            self.dirty.clear();
+            self.pending.clear();
+            return;
+        }
         if self.dirty.is_empty()
             && self.pending.is_empty()
             && !self.subscribers.values().any(|s| s.lagging)
