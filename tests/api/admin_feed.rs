@@ -177,16 +177,7 @@ async fn a_stuck_admin_socket_does_not_slow_the_chats() {
     }
     // 200 acknowledged round trips; a blocked feed would stall them for good.
     assert!(started.elapsed() < Duration::from_secs(60));
-    let live: Value = app
-        .http
-        .get(app.url("/api/sessions?state=live"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let live: Value = app.admin_json("/api/sessions?state=live", TOKEN).await;
     assert_eq!(live["total"], 20);
 }
 
@@ -196,27 +187,9 @@ async fn the_admin_api_lists_live_sessions_ends_one_and_counts_by_day() {
     let (mut visitor, session) = app.connect(None).await;
     let id = session["session_id"].as_str().expect("id").to_owned();
     visitor.message("do you do battery EPR?", "l1").await;
-    let live: Value = app
-        .http
-        .get(app.url("/api/sessions?state=live"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("req")
-        .json()
-        .await
-        .expect("json");
+    let live: Value = app.admin_json("/api/sessions?state=live", TOKEN).await;
     assert_eq!(live["sessions"][0]["session_id"], id.as_str());
-    let one: Value = app
-        .http
-        .get(app.url(&format!("/api/sessions/{id}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("req")
-        .json()
-        .await
-        .expect("json");
+    let one: Value = app.admin_json(&format!("/api/sessions/{id}"), TOKEN).await;
     assert_eq!(one["transcript"].as_array().map(Vec::len), Some(3));
 
     let res = app
@@ -250,16 +223,7 @@ async fn the_admin_api_lists_live_sessions_ends_one_and_counts_by_day() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(archived, "the session moved to the archive");
-    let stats: Value = app
-        .http
-        .get(app.url("/api/stats/daily?days=14"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("req")
-        .json()
-        .await
-        .expect("json");
+    let stats: Value = app.admin_json("/api/stats/daily?days=14", TOKEN).await;
     let days = stats["days"].as_array().expect("days");
     assert_eq!(days.len(), 14);
     let today = &days[13];

@@ -281,28 +281,17 @@ async fn the_admin_api_serves_the_archived_session_and_its_pdf_to_the_token_hold
     );
 
     let one: serde_json::Value = app
-        .http
-        .get(app.url(&format!("/api/sessions/{id}")))
-        .bearer_auth("s3cret-admin-token-123")
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+        .admin_json(&format!("/api/sessions/{id}"), "s3cret-admin-token-123")
+        .await;
     assert_eq!(one["name"], "Priya Shah");
     assert_eq!(one["transcript"].as_array().map(Vec::len), Some(7));
 
     let list: serde_json::Value = app
-        .http
-        .get(app.url("/api/sessions?q=acme&priority=high"))
-        .bearer_auth("s3cret-admin-token-123")
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+        .admin_json(
+            "/api/sessions?q=acme&priority=high",
+            "s3cret-admin-token-123",
+        )
+        .await;
     assert!(list["total"].as_i64().is_some(), "{list}");
     let res = app
         .http

@@ -96,6 +96,19 @@ impl TestApp {
         (status, res.json().await.expect("json answer"))
     }
 
+    /// `GET path` with the admin token, as JSON.
+    pub async fn admin_json(&self, path: &str, token: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
     pub async fn stop(&self) {
         self.handle.stop(false).await;
     }
