@@ -171,20 +171,28 @@ impl Application {
         let report = report.unwrap_or_else(|| pipeline.report.clone().recipient());
 
         let feed = AdminFeed::new(node.clone(), bus.clone()).start();
-        if let (Some(bus), Some(url)) = (bus, &settings.redis_url) {
-            let channel = Keys::new(settings.redis_prefix.clone()).feed();
-            admin::bus::spawn_listener(url.clone(), channel, node.clone(), bus, feed.clone());
-        }
         let registry = SessionRegistry::new(SessionDeps {
             store: Arc::clone(&store),
             responder,
             engine,
             report,
             feed: feed.clone(),
+            bus: bus.clone(),
             inactivity_timeout: settings.inactivity_timeout.0,
             rate: settings.limits.rate,
             node: node.clone(),
         });
+        if let (Some(bus), Some(url)) = (bus, &settings.redis_url) {
+            let channel = Keys::new(settings.redis_prefix.clone()).feed();
+            admin::bus::spawn_listener(
+                url.clone(),
+                channel,
+                node.clone(),
+                bus,
+                feed.clone(),
+                Arc::clone(&registry),
+            );
+        }
         Sweeper::new(
             Arc::clone(&registry),
             archive.clone(),

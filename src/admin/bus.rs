@@ -14,8 +14,11 @@ use serde::{Deserialize, Serialize};
 use super::feed::AdminFeed;
 use super::messages::RemoteEvent;
 use super::view::SessionView;
+use std::sync::Arc;
+
 use crate::domain::TranscriptEntry;
 use crate::scoring::Priority;
+use crate::session::{HandOver, SessionRegistry};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -34,6 +37,17 @@ pub enum BusEvent {
     Hello {
         node: String,
     },
+    /// `node` asks `owner` to let go of a session a visitor reconnected to.
+    Release {
+        node: String,
+        owner: String,
+        session_id: String,
+    },
+    /// `node` stopped its actor for the session; its writes are all stored.
+    Released {
+        node: String,
+        session_id: String,
+    },
 }
 
 impl BusEvent {
@@ -41,7 +55,9 @@ impl BusEvent {
         match self {
             BusEvent::Changed { node, .. }
             | BusEvent::Closed { node, .. }
-            | BusEvent::Hello { node } => node,
+            | BusEvent::Hello { node }
+            | BusEvent::Release { node, .. }
+            | BusEvent::Released { node, .. } => node,
         }
     }
 }
@@ -82,10 +98,11 @@ pub fn spawn_listener(
     node: String,
     bus: FeedBus,
     feed: Addr<AdminFeed>,
+    registry: Arc<SessionRegistry>,
 ) {
     actix::spawn(async move {
         loop {
-            match listen(&redis_url, &channel, &node, &bus, &feed).await {
+            match listen(&redis_url, &channel, &node, &bus, &feed, &registry).await {
                 Ok(()) => tracing::warn!("admin feed channel closed; resubscribing"),
                 Err(err) => {
                     tracing::warn!(error = %err, "admin feed channel unavailable; retrying")
@@ -105,6 +122,7 @@ async fn listen(
     node: &str,
     bus: &FeedBus,
     feed: &Addr<AdminFeed>,
+    registry: &Arc<SessionRegistry>,
 ) -> redis::RedisResult<()> {
     let client = redis::Client::open(url)?;
     let mut pubsub = client.get_async_pubsub().await?;
@@ -123,10 +141,38 @@ async fn listen(
             continue;
         };
         match serde_json::from_str::<BusEvent>(&payload) {
+            Ok(BusEvent::Release {
+                owner, session_id, ..
+            }) if owner == node => {
+                release(registry, bus, node, session_id);
+            }
+            Ok(BusEvent::Released {
+                node: from,
+                session_id,
+            }) if from != node => {
+                registry.handover_done(&session_id);
+            }
+            Ok(BusEvent::Release { .. } | BusEvent::Released { .. }) => {}
             Ok(event) if event.node() != node => feed.do_send(RemoteEvent(event)),
             Ok(_) => {}
             Err(err) => tracing::debug!(error = %err, "ignoring a malformed admin feed event"),
         }
     }
     Ok(())
+}
+
+/// Stops this node's actor for the session (after its pending writes) and
+/// says so, so the node the visitor moved to can load the final state.
+fn release(registry: &Arc<SessionRegistry>, bus: &FeedBus, node: &str, session_id: String) {
+    let registry = Arc::clone(registry);
+    let bus = bus.clone();
+    let node = node.to_owned();
+    actix::spawn(async move {
+        if let Some(id) = crate::domain::SessionId::parse(&session_id)
+            && let Some(addr) = registry.get(id)
+        {
+            let _ = addr.send(HandOver).await;
+        }
+        bus.publish(&BusEvent::Released { node, session_id }).await;
+    });
 }

@@ -298,6 +298,8 @@ impl Handler<RemoteEvent> for AdminFeed {
             } => {
                 self.apply_close(&session_id, &reason, priority, report.as_deref());
             }
+            // Handled by the listener and the registry, not the feed.
+            BusEvent::Release { .. } | BusEvent::Released { .. } => {}
             BusEvent::Hello { .. } => {
                 // A node joined: tell it about every session held here.
                 let mine: Vec<String> = self

@@ -313,6 +313,16 @@ impl Handler<SocketFrame> for VisitorSocket {
     type Result = ();
 
     fn handle(&mut self, msg: SocketFrame, ctx: &mut Self::Context) {
+        if msg.close {
+            // The session lives on another node now; the widget reconnects.
+            self.session = None;
+            ctx.close(Some(CloseReason {
+                code: CloseCode::Again,
+                description: Some("session moved; reconnect".into()),
+            }));
+            ctx.stop();
+            return;
+        }
         ctx.text(msg.text);
         if msg.ended {
             self.ended = true;

@@ -148,7 +148,11 @@ impl SessionActor {
 
     pub(super) fn send_to(&self, conn_id: u64, text: ByteString) {
         if let Some((_, socket)) = self.connections.iter().find(|(id, _)| *id == conn_id) {
-            socket.do_send(SocketFrame { text, ended: false });
+            socket.do_send(SocketFrame {
+                text,
+                ended: false,
+                close: false,
+            });
         }
     }
 
@@ -158,6 +162,7 @@ impl SessionActor {
                 socket.do_send(SocketFrame {
                     text: text.clone(),
                     ended,
+                    close: false,
                 });
             }
         }
@@ -478,6 +483,29 @@ impl Handler<Disconnect> for SessionActor {
         if self.connections.is_empty() && self.state == Lifecycle::Live {
             self.publish(Vec::new());
         }
+    }
+}
+
+impl Handler<HandOver> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: HandOver, ctx: &mut Self::Context) {
+        if self.state != Lifecycle::Live {
+            return;
+        }
+        tracing::info!(session_id = %self.id, "session handed over to another node");
+        self.state = Lifecycle::Ended;
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        for (_, socket) in self.connections.drain(..) {
+            socket.do_send(SocketFrame {
+                text: ByteString::new(),
+                ended: false,
+                close: true,
+            });
+        }
+        ctx.stop();
     }
 }
 

@@ -12,6 +12,8 @@ use crate::domain::{Contact, EndReason};
 pub struct SocketFrame {
     pub text: ByteString,
     pub ended: bool,
+    /// The session moved to another node: close so the widget reconnects.
+    pub close: bool,
 }
 
 /// A connection attaches to the session; answered with the `session` frame.
@@ -75,3 +77,10 @@ pub enum EndOutcome {
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<crate::domain::TranscriptEntry>")]
 pub struct GetTranscript;
+
+/// Another node took the session over (the visitor reconnected there): stop
+/// without finalizing; everything acknowledged is already in the store.
+/// Answered once every earlier event of the session has been written.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct HandOver;

@@ -11,6 +11,7 @@ use dashmap::mapref::entry::Entry;
 
 use super::actor::SessionActor;
 use crate::admin::AdminFeed;
+use crate::admin::bus::{BusEvent, FeedBus};
 use crate::bot::Responder;
 use crate::domain::SessionId;
 use crate::report::FinalizeSession;
@@ -26,6 +27,8 @@ pub struct SessionDeps {
     pub report: Recipient<FinalizeSession>,
     /// This node's admin feed.
     pub feed: Addr<AdminFeed>,
+    /// The cluster channel (Redis only): asks another node to hand over.
+    pub bus: Option<FeedBus>,
     pub inactivity_timeout: Duration,
     pub rate: RateSetting,
     pub node: String,
@@ -34,7 +37,13 @@ pub struct SessionDeps {
 pub struct SessionRegistry {
     live: DashMap<SessionId, Addr<SessionActor>>,
     deps: Arc<SessionDeps>,
+    /// Restores waiting for another node to release a session.
+    handovers: DashMap<String, tokio::sync::oneshot::Sender<()>>,
 }
+
+/// How long a restore waits for the previous owner to let go; a dead owner
+/// never answers, and its lease (heartbeat) is checked first.
+const HANDOVER_WAIT: Duration = Duration::from_secs(2);
 
 /// Where a session id stands.
 #[derive(Debug)]
@@ -59,6 +68,7 @@ impl SessionRegistry {
         Arc::new(Self {
             live: DashMap::new(),
             deps: Arc::new(deps),
+            handovers: DashMap::new(),
         })
     }
 
@@ -89,11 +99,22 @@ impl SessionRegistry {
         {
             return Ok(Lookup::Live(addr));
         }
-        let Some(stored) = self.deps.store.load(id).await? else {
+        let Some(mut stored) = self.deps.store.load(id).await? else {
             return Ok(Lookup::Unknown);
         };
         if stored.finalized {
             return Ok(Lookup::Finalized);
+        }
+        if self
+            .take_over_from_owner(id, stored.node.as_deref())
+            .await?
+        {
+            // Load again: the previous owner's last writes are in now.
+            match self.deps.store.load(id).await? {
+                Some(s) if !s.finalized => stored = s,
+                Some(_) => return Ok(Lookup::Finalized),
+                None => return Ok(Lookup::Unknown),
+            }
         }
         // Two connections may restore the same session at once: the first
         // actor in the map wins and the other copy is never started.
@@ -111,6 +132,47 @@ impl SessionRegistry {
             }
         };
         Ok(Lookup::Live(addr))
+    }
+
+    /// When another live node holds the session, asks it (over the cluster
+    /// channel) to stop its actor after its pending writes, and waits for
+    /// that; then records this node as the owner. `true` when a handover ran.
+    async fn take_over_from_owner(
+        &self,
+        id: SessionId,
+        owner: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let me = self.deps.node.as_str();
+        let Some(bus) = &self.deps.bus else {
+            return Ok(false);
+        };
+        let moved = match owner {
+            Some(owner) if owner != me && self.deps.store.node_alive(owner).await? => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.handovers.insert(id.to_string(), tx);
+                let request = BusEvent::Release {
+                    node: me.to_owned(),
+                    owner: owner.to_owned(),
+                    session_id: id.to_string(),
+                };
+                bus.publish(&request).await;
+                if tokio::time::timeout(HANDOVER_WAIT, rx).await.is_err() {
+                    tracing::warn!(session_id = %id, owner, "previous owner did not release the session in time");
+                }
+                self.handovers.remove(&id.to_string());
+                true
+            }
+            _ => false,
+        };
+        self.deps.store.set_owner(id, me).await?;
+        Ok(moved)
+    }
+
+    /// The previous owner released `session_id` (cluster channel).
+    pub fn handover_done(&self, session_id: &str) {
+        if let Some((_, tx)) = self.handovers.remove(session_id) {
+            let _ = tx.send(());
+        }
     }
 
     /// The session for a new connection: the requested one when it is live

@@ -137,6 +137,15 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
+    async fn set_owner(&self, id: SessionId, node: &str) -> Result<(), StoreError> {
+        if let Some(mut r) = self.records.get_mut(&id)
+            && let Some(s) = r.session.as_mut()
+        {
+            s.node = Some(node.to_owned());
+        }
+        Ok(())
+    }
+
     fn kind(&self) -> &'static str {
         "memory"
     }

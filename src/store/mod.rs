@@ -117,6 +117,9 @@ pub trait SessionStore: Send + Sync + 'static {
 
     async fn node_alive(&self, node: &str) -> Result<bool, StoreError>;
 
+    /// Records `node` as the session's owner (a restore or a handover).
+    async fn set_owner(&self, id: SessionId, node: &str) -> Result<(), StoreError>;
+
     /// A short name for logs and `/ready`.
     fn kind(&self) -> &'static str;
 }

@@ -332,6 +332,13 @@ impl SessionStore for RedisStore {
         conn.exists(self.keys.node(node)).await.map_err(unavailable)
     }
 
+    async fn set_owner(&self, id: SessionId, node: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.hset(self.keys.session(id), "node", node)
+            .await
+            .map_err(unavailable)
+    }
+
     fn kind(&self) -> &'static str {
         "redis"
     }

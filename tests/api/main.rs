@@ -5,6 +5,7 @@ mod admin_feed;
 mod cross_origin;
 mod end_session;
 mod finalize;
+mod handover;
 mod helpers;
 mod limits;
 mod scoring_live;
