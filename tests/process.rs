@@ -350,3 +350,81 @@ async fn a_restarted_single_node_finalizes_what_it_left_behind() {
     assert_eq!(inbox.received().len(), 1, "{mails:?}");
     assert!(mails[0].data.contains(&format!("session_{id}.pdf")));
 }
+
+#[tokio::test]
+async fn a_thousand_sessions_timing_out_together_across_two_nodes_give_a_thousand_mails() {
+    let prefix = format!("test:{}:", ulid::Ulid::new());
+    let schema = format!("test_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let db = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
+    let inbox = smtp::Inbox::default();
+    let smtp_port = smtp::free_port();
+    smtp::serve_on(smtp_port, inbox.clone());
+    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reports = dir.path().display().to_string();
+    let env = [
+        ("LEADCHAT_REDIS_URL", REDIS_URL),
+        ("LEADCHAT_REDIS_PREFIX", prefix.as_str()),
+        ("LEADCHAT_DATABASE_URL", db.as_str()),
+        ("LEADCHAT_SMTP_URL", smtp_url.as_str()),
+        ("LEADCHAT_REPORT_DIR", reports.as_str()),
+        ("LEADCHAT_INACTIVITY_TIMEOUT", "4s"),
+        ("LEADCHAT_SWEEP_INTERVAL", "1s"),
+        ("LEADCHAT_LIMITS__RATE", "1000/1s"),
+        ("RUST_LOG", "warn,leadchat=info"),
+    ];
+    let a = start(&env);
+    let b = start(&env);
+    // Open every session first, then let them all speak at once, so their
+    // deadlines fall in the same second.
+    let mut sockets = Vec::new();
+    for n in 0..1000 {
+        let addr = if n % 2 == 0 { &a.addr } else { &b.addr };
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("connect");
+        let id = recv(&mut ws).await["session_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        sockets.push((id, ws));
+    }
+    let mut ids = Vec::new();
+    for (n, (id, ws)) in sockets.iter_mut().enumerate() {
+        let frame = json!({"type":"contact","name":format!("Burst {n}"),"email":format!("b{n}@firm.example")});
+        ws.send(Message::text(frame.to_string()))
+            .await
+            .expect("send");
+        ids.push(id.clone());
+    }
+    for (_, ws) in sockets.iter_mut() {
+        assert_eq!(recv(ws).await["type"], "contact_ok");
+    }
+    let mails = wait_for(&inbox, 1000, Duration::from_secs(240)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mails = if mails.len() >= 1000 {
+        inbox.received()
+    } else {
+        mails
+    };
+    // Each mail names its session in its Message-ID: collect them once.
+    let reported: std::collections::HashSet<&str> = mails
+        .iter()
+        .filter_map(|m| m.data.split("Message-ID: <session-").nth(1))
+        .filter_map(|rest| rest.get(..26))
+        .collect();
+    assert!(
+        ids.iter().all(|id| reported.contains(id.as_str())),
+        "every session reported"
+    );
+    assert_eq!(mails.len(), 1000, "none twice");
+    drop((a, b));
+    let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
+        .await
+        .expect("pg");
+    let ddl = format!("DROP SCHEMA \"{schema}\" CASCADE");
+    sqlx::query(sqlx::AssertSqlSafe(ddl))
+        .execute(&pool)
+        .await
+        .expect("drop schema");
+}
