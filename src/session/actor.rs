@@ -1,8 +1,9 @@
 //! SessionActor: owns one live conversation — contact details, transcript,
 //! lead score, the bot's turn, the rate budget and the inactivity timer — and
 //! the connections attached to it. Takes `Connect`, `Disconnect`,
-//! `VisitorFrame` and `EndSession`. Every visitor event is written to the store
-//! before it is acknowledged.
+//! `VisitorFrame`, `EndSession`, `GetTranscript` and `HandOver` (their
+//! handlers are in `handlers.rs`, the end of life in `lifecycle.rs`). Every
+//! visitor event is written to the store before it is acknowledged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use super::messages::*;
 use super::registry::SessionRegistry;
 use crate::admin::{SessionChanged, SessionView, ViewState};
 use crate::bot::ReplyContext;
-use crate::domain::{Contact, EndReason, Role, SessionId, TranscriptEntry};
+use crate::domain::{Contact, Role, SessionId, TranscriptEntry};
 use crate::scoring::{ContactFacts, LeadScore, LeadTracker};
 use crate::store::{LeadRecord, SessionUpdate, StoredSession};
 use crate::telemetry::names;
@@ -169,13 +170,13 @@ impl SessionActor {
     }
 
     /// `Err` with the wait until the next frame is allowed.
-    fn take_frame_budget(&self) -> Result<(), Duration> {
+    pub(super) fn take_frame_budget(&self) -> Result<(), Duration> {
         self.limiter
             .check()
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
-    fn refuse(
+    pub(super) fn refuse(
         &self,
         conn_id: u64,
         code: ErrorCode,
@@ -270,7 +271,7 @@ impl SessionActor {
         }
     }
 
-    fn on_contact(&mut self, ctx: &mut Context<Self>, conn_id: u64, contact: Contact) {
+    pub(super) fn on_contact(&mut self, ctx: &mut Context<Self>, conn_id: u64, contact: Contact) {
         let before = self.checkpoint(None);
         let now = Utc::now();
         self.contact = contact;
@@ -286,7 +287,7 @@ impl SessionActor {
         });
     }
 
-    fn on_message(
+    pub(super) fn on_message(
         &mut self,
         ctx: &mut Context<Self>,
         conn_id: u64,
@@ -412,7 +413,7 @@ impl SessionActor {
         self.contact_collected || self.total_queries > 0
     }
 
-    fn session_frame(&self, resumed: bool, previous: Option<&str>) -> ByteString {
+    pub(super) fn session_frame(&self, resumed: bool, previous: Option<&str>) -> ByteString {
         ServerFrame::Session {
             session_id: self.id.to_string(),
             resumed,
@@ -457,117 +458,5 @@ impl Actor for SessionActor {
     fn stopped(&mut self, ctx: &mut Self::Context) {
         metrics::gauge!(names::LIVE_SESSIONS).decrement(1.0);
         self.registry.remove(self.id, &ctx.address());
-    }
-}
-
-impl Handler<Connect> for SessionActor {
-    type Result = Result<ByteString, SessionGone>;
-
-    fn handle(&mut self, msg: Connect, _ctx: &mut Self::Context) -> Self::Result {
-        if self.state != Lifecycle::Live {
-            return Err(SessionGone);
-        }
-        self.connections.push((msg.conn_id, msg.socket));
-        if self.connections.len() == 1 {
-            self.publish(Vec::new());
-        }
-        Ok(self.session_frame(msg.resumed, msg.previous_session_id.as_deref()))
-    }
-}
-
-impl Handler<Disconnect> for SessionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
-        self.connections.retain(|(id, _)| *id != msg.conn_id);
-        if self.connections.is_empty() && self.state == Lifecycle::Live {
-            self.publish(Vec::new());
-        }
-    }
-}
-
-impl Handler<HandOver> for SessionActor {
-    type Result = ();
-
-    fn handle(&mut self, _: HandOver, ctx: &mut Self::Context) {
-        if self.state != Lifecycle::Live {
-            return;
-        }
-        tracing::info!(session_id = %self.id, "session handed over to another node");
-        self.state = Lifecycle::Ended;
-        if let Some(handle) = self.timer.take() {
-            ctx.cancel_future(handle);
-        }
-        for (_, socket) in self.connections.drain(..) {
-            socket.do_send(SocketFrame {
-                text: ByteString::new(),
-                ended: false,
-                close: true,
-            });
-        }
-        ctx.stop();
-    }
-}
-
-impl Handler<GetTranscript> for SessionActor {
-    type Result = MessageResult<GetTranscript>;
-
-    fn handle(&mut self, _: GetTranscript, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.transcript.clone())
-    }
-}
-
-impl Handler<VisitorFrame> for SessionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: VisitorFrame, ctx: &mut Self::Context) {
-        let conn_id = msg.conn_id;
-        let client_msg_id = match &msg.command {
-            VisitorCommand::Message { client_msg_id, .. } => client_msg_id.clone(),
-            _ => None,
-        };
-        if self.state != Lifecycle::Live {
-            self.refuse(
-                conn_id,
-                ErrorCode::SessionEnded,
-                "this session has ended; start a new one",
-                client_msg_id.as_deref(),
-                None,
-            );
-            return;
-        }
-        if let Err(wait) = self.take_frame_budget() {
-            self.refuse(
-                conn_id,
-                ErrorCode::RateLimited,
-                "too many messages; slow down",
-                client_msg_id.as_deref(),
-                Some(wait),
-            );
-            return;
-        }
-        match msg.command {
-            VisitorCommand::Contact(contact) => self.on_contact(ctx, conn_id, contact),
-            VisitorCommand::Message {
-                text,
-                client_msg_id,
-            } => self.on_message(ctx, conn_id, text, client_msg_id),
-            VisitorCommand::End => self.finalize(ctx, EndReason::Visitor, None),
-        }
-    }
-}
-
-impl Handler<EndSession> for SessionActor {
-    // A plain future, not an actor future: the answer must outlive the
-    // actor, which stops as soon as it has finalized.
-    type Result = ResponseFuture<EndOutcome>;
-
-    fn handle(&mut self, msg: EndSession, ctx: &mut Self::Context) -> Self::Result {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.state == Lifecycle::Live {
-            self.report_waiter = msg.report_done;
-        }
-        self.finalize(ctx, msg.reason, Some(tx));
-        Box::pin(async move { rx.await.unwrap_or(EndOutcome::AlreadyFinalized) })
     }
 }

@@ -2,6 +2,7 @@
 //! through the `SessionRegistry`.
 
 mod actor;
+mod handlers;
 mod lifecycle;
 pub mod messages;
 mod registry;
