@@ -246,6 +246,67 @@ async fn chat_on(addr: &str, n: usize) -> String {
     id
 }
 
+/// What the nodes of one test share: a Redis key prefix, an archive (a
+/// PostgreSQL schema, or a SQLite file for a single node), an SMTP sink and
+/// a report folder.
+struct Shared {
+    prefix: String,
+    schema: Option<String>,
+    db: String,
+    smtp_url: String,
+    reports: String,
+    inbox: smtp::Inbox,
+    _dir: tempfile::TempDir,
+}
+
+impl Shared {
+    fn new(postgres: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let schema =
+            postgres.then(|| format!("test_{}", ulid::Ulid::new().to_string().to_lowercase()));
+        let db = match &schema {
+            Some(schema) => format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}"),
+            None => format!("sqlite://{}/archive.db", dir.path().display()),
+        };
+        let (smtp_port, inbox) = smtp::start();
+        Self {
+            prefix: format!("test:{}:", ulid::Ulid::new()),
+            schema,
+            db,
+            smtp_url: format!("smtp://127.0.0.1:{smtp_port}"),
+            reports: dir.path().join("reports").display().to_string(),
+            inbox,
+            _dir: dir,
+        }
+    }
+
+    /// The environment of a node, plus `extra` settings.
+    fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = vec![
+            ("LEADCHAT_REDIS_URL", REDIS_URL),
+            ("LEADCHAT_REDIS_PREFIX", self.prefix.as_str()),
+            ("LEADCHAT_DATABASE_URL", self.db.as_str()),
+            ("LEADCHAT_SMTP_URL", self.smtp_url.as_str()),
+            ("LEADCHAT_REPORT_DIR", self.reports.as_str()),
+            ("LEADCHAT_SWEEP_INTERVAL", "1s"),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
+    async fn drop_schema(&self) {
+        let Some(schema) = &self.schema else { return };
+        let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
+            .await
+            .expect("pg");
+        let ddl = format!("DROP SCHEMA \"{schema}\" CASCADE");
+        sqlx::query(sqlx::AssertSqlSafe(ddl))
+            .execute(&pool)
+            .await
+            .expect("drop schema");
+    }
+}
+
 async fn wait_for(inbox: &smtp::Inbox, n: usize, wait: Duration) -> Vec<smtp::Received> {
     let deadline = std::time::Instant::now() + wait;
     while inbox.received().len() < n && std::time::Instant::now() < deadline {
@@ -256,27 +317,9 @@ async fn wait_for(inbox: &smtp::Inbox, n: usize, wait: Duration) -> Vec<smtp::Re
 
 #[tokio::test]
 async fn sessions_of_a_killed_node_are_finalized_once_by_another_node() {
-    let prefix = format!("test:{}:", ulid::Ulid::new());
-    let schema = format!("test_{}", ulid::Ulid::new().to_string().to_lowercase());
-    let db = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
-    let (smtp_port, inbox) = {
-        let inbox = smtp::Inbox::default();
-        let port = smtp::free_port();
-        smtp::serve_on(port, inbox.clone());
-        (port, inbox)
-    };
-    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let reports = dir.path().display().to_string();
-    let env = [
-        ("LEADCHAT_REDIS_URL", REDIS_URL),
-        ("LEADCHAT_REDIS_PREFIX", prefix.as_str()),
-        ("LEADCHAT_DATABASE_URL", db.as_str()),
-        ("LEADCHAT_SMTP_URL", smtp_url.as_str()),
-        ("LEADCHAT_REPORT_DIR", reports.as_str()),
-        ("LEADCHAT_INACTIVITY_TIMEOUT", "3s"),
-        ("LEADCHAT_SWEEP_INTERVAL", "1s"),
-    ];
+    let shared = Shared::new(true);
+    let env = shared.env(&[("LEADCHAT_INACTIVITY_TIMEOUT", "3s")]);
+    let inbox = &shared.inbox;
     let mut a = start(&env);
     let b = start(&env);
     let mut ids = Vec::new();
@@ -286,7 +329,7 @@ async fn sessions_of_a_killed_node_are_finalized_once_by_another_node() {
     a.child.kill().expect("kill -9 node A");
     a.child.wait().expect("reaped");
 
-    let mails = wait_for(&inbox, 20, Duration::from_secs(30)).await;
+    let mails = wait_for(inbox, 20, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mails = if mails.len() < 20 {
         mails
@@ -310,42 +353,21 @@ async fn sessions_of_a_killed_node_are_finalized_once_by_another_node() {
     );
     assert_eq!(mails.len(), 20, "and none twice");
     drop(b);
-    let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
-        .await
-        .expect("pg");
-    let ddl = format!("DROP SCHEMA \"{schema}\" CASCADE");
-    sqlx::query(sqlx::AssertSqlSafe(ddl))
-        .execute(&pool)
-        .await
-        .expect("drop schema");
+    shared.drop_schema().await;
 }
 
 #[tokio::test]
 async fn a_restarted_single_node_finalizes_what_it_left_behind() {
-    let prefix = format!("test:{}:", ulid::Ulid::new());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = format!("sqlite://{}/archive.db", dir.path().display());
-    let reports = dir.path().join("reports").display().to_string();
-    let inbox = smtp::Inbox::default();
-    let smtp_port = smtp::free_port();
-    smtp::serve_on(smtp_port, inbox.clone());
-    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
-    let env = [
-        ("LEADCHAT_REDIS_URL", REDIS_URL),
-        ("LEADCHAT_REDIS_PREFIX", prefix.as_str()),
-        ("LEADCHAT_DATABASE_URL", db.as_str()),
-        ("LEADCHAT_SMTP_URL", smtp_url.as_str()),
-        ("LEADCHAT_REPORT_DIR", reports.as_str()),
-        ("LEADCHAT_INACTIVITY_TIMEOUT", "2s"),
-        ("LEADCHAT_SWEEP_INTERVAL", "1s"),
-    ];
+    let shared = Shared::new(false);
+    let env = shared.env(&[("LEADCHAT_INACTIVITY_TIMEOUT", "2s")]);
+    let inbox = &shared.inbox;
     let mut server = start(&env);
     let id = chat_on(&server.addr, 1).await;
     server.child.kill().expect("kill -9");
     server.child.wait().expect("reaped");
     // Nobody reconnects: the restarted node's sweeper must find the orphan.
     let _server = start(&env);
-    let mails = wait_for(&inbox, 1, Duration::from_secs(20)).await;
+    let mails = wait_for(inbox, 1, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(inbox.received().len(), 1, "{mails:?}");
     assert!(mails[0].data.contains(&format!("session_{id}.pdf")));
@@ -353,26 +375,13 @@ async fn a_restarted_single_node_finalizes_what_it_left_behind() {
 
 #[tokio::test]
 async fn a_thousand_sessions_timing_out_together_across_two_nodes_give_a_thousand_mails() {
-    let prefix = format!("test:{}:", ulid::Ulid::new());
-    let schema = format!("test_{}", ulid::Ulid::new().to_string().to_lowercase());
-    let db = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
-    let inbox = smtp::Inbox::default();
-    let smtp_port = smtp::free_port();
-    smtp::serve_on(smtp_port, inbox.clone());
-    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let reports = dir.path().display().to_string();
-    let env = [
-        ("LEADCHAT_REDIS_URL", REDIS_URL),
-        ("LEADCHAT_REDIS_PREFIX", prefix.as_str()),
-        ("LEADCHAT_DATABASE_URL", db.as_str()),
-        ("LEADCHAT_SMTP_URL", smtp_url.as_str()),
-        ("LEADCHAT_REPORT_DIR", reports.as_str()),
+    let shared = Shared::new(true);
+    let env = shared.env(&[
         ("LEADCHAT_INACTIVITY_TIMEOUT", "4s"),
-        ("LEADCHAT_SWEEP_INTERVAL", "1s"),
         ("LEADCHAT_LIMITS__RATE", "1000/1s"),
         ("RUST_LOG", "warn,leadchat=info"),
-    ];
+    ]);
+    let inbox = &shared.inbox;
     let a = start(&env);
     let b = start(&env);
     // Open every session first, then let them all speak at once, so their
@@ -400,7 +409,7 @@ async fn a_thousand_sessions_timing_out_together_across_two_nodes_give_a_thousan
     for (_, ws) in sockets.iter_mut() {
         assert_eq!(recv(ws).await["type"], "contact_ok");
     }
-    let mails = wait_for(&inbox, 1000, Duration::from_secs(240)).await;
+    let mails = wait_for(inbox, 1000, Duration::from_secs(240)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mails = if mails.len() >= 1000 {
         inbox.received()
@@ -419,12 +428,5 @@ async fn a_thousand_sessions_timing_out_together_across_two_nodes_give_a_thousan
     );
     assert_eq!(mails.len(), 1000, "none twice");
     drop((a, b));
-    let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
-        .await
-        .expect("pg");
-    let ddl = format!("DROP SCHEMA \"{schema}\" CASCADE");
-    sqlx::query(sqlx::AssertSqlSafe(ddl))
-        .execute(&pool)
-        .await
-        .expect("drop schema");
+    shared.drop_schema().await;
 }
