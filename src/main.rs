@@ -75,8 +75,13 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     if let Some(url) = &shown.smtp_url {
         shown.smtp_url = Some(leadchat::settings::redact_url(url));
     }
-    if let Some(url) = &shown.redis_url {
-        shown.redis_url = Some(leadchat::settings::redact_url(url));
+    if shown.redis_url.is_some() {
+        let seeds: Vec<String> = shown
+            .redis_seeds()
+            .into_iter()
+            .map(leadchat::settings::redact_url)
+            .collect();
+        shown.redis_url = Some(seeds.join(","));
     }
     shown.database_url = leadchat::settings::redact_url(&shown.database_url);
     println!(
@@ -91,6 +96,11 @@ fn migrate_keys(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
         .redis_url
         .as_deref()
         .context("migrate-keys needs LEADCHAT_REDIS_URL")?;
+    if settings.redis_cluster {
+        anyhow::bail!(
+            "migrate-keys renames keys on one Redis; run it before moving the data to a Redis Cluster"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

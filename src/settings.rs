@@ -98,7 +98,14 @@ impl<'de> Deserialize<'de> for RateSetting {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     pub listen: String,
+    /// One Redis (`redis://HOST:PORT[/DB]`), or with `redis_cluster` the
+    /// comma-separated seed nodes of a Redis Cluster.
     pub redis_url: Option<String>,
+    /// `redis_url` names a Redis Cluster.
+    pub redis_cluster: bool,
+    /// Visitor writes held in memory while Redis is unreachable; past it,
+    /// writes are refused with `unavailable` until Redis is back.
+    pub redis_write_buffer: usize,
     /// Prefix for every Redis key this node writes; lets tests and several
     /// deployments share one Redis. Empty in production.
     pub redis_prefix: String,
@@ -159,6 +166,8 @@ impl Default for Settings {
         Self {
             listen: "127.0.0.1:8080".into(),
             redis_url: None,
+            redis_cluster: false,
+            redis_write_buffer: 100_000,
             redis_prefix: String::new(),
             database_url: "sqlite://data/leadchat.db".into(),
             inactivity_timeout: HumanDuration(Duration::from_secs(300)),
@@ -253,14 +262,37 @@ impl Settings {
                 "must be more than zero",
             ));
         }
-        if let Some(url) = &self.redis_url
-            && !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("unix://"))
-        {
+        if self.redis_url.is_some() {
+            let seeds = self.redis_seeds();
+            if seeds.is_empty()
+                || !seeds.iter().all(|url| {
+                    url.starts_with("redis://")
+                        || url.starts_with("rediss://")
+                        || url.starts_with("unix://")
+                })
+            {
+                return Err(SettingsError::invalid(
+                    "redis_url",
+                    "expected redis://HOST:PORT[/DB] (with redis_cluster: a comma-separated list)",
+                ));
+            }
+            if seeds.len() > 1 && !self.redis_cluster {
+                return Err(SettingsError::invalid(
+                    "redis_url",
+                    "several URLs need redis_cluster = true",
+                ));
+            }
+        }
+        if self.redis_cluster && self.redis_url.is_none() {
             return Err(SettingsError::invalid(
-                "redis_url",
-                "expected redis://HOST:PORT[/DB]",
+                "redis_cluster",
+                "needs redis_url to name the cluster's nodes",
+            ));
+        }
+        if self.redis_write_buffer == 0 {
+            return Err(SettingsError::invalid(
+                "redis_write_buffer",
+                "must be at least 1",
             ));
         }
         if !(self.database_url.starts_with("sqlite:")
@@ -333,6 +365,19 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The Redis URLs to connect through: one, or a cluster's seeds.
+    pub fn redis_seeds(&self) -> Vec<&str> {
+        self.redis_url
+            .as_deref()
+            .map(|urls| {
+                urls.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// This node's name: the setting, else host name and pid.

@@ -21,7 +21,7 @@ use crate::scoring::{Engine, ScoringConfig};
 use crate::session::{SessionDeps, SessionRegistry, Sweeper};
 use crate::settings::Settings;
 use crate::store::keys::Keys;
-use crate::store::{MemoryStore, RedisStore, SharedStore};
+use crate::store::{MemoryStore, RedisStore, SharedStore, WriteBuffer};
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -148,9 +148,14 @@ impl Application {
         let (store, bus): (SharedStore, Option<FeedBus>) = match &settings.redis_url {
             Some(url) => {
                 let keys = Keys::new(settings.redis_prefix.clone());
-                let redis = RedisStore::connect(url, keys.clone()).await?;
+                let redis = if settings.redis_cluster {
+                    RedisStore::connect_cluster(&settings.redis_seeds(), keys.clone()).await?
+                } else {
+                    RedisStore::connect(url, keys.clone()).await?
+                };
                 let bus = FeedBus::new(redis.connection(), keys.feed());
-                (Arc::new(redis), Some(bus))
+                let buffered = WriteBuffer::start(Arc::new(redis), settings.redis_write_buffer);
+                (buffered, Some(bus))
             }
             None => {
                 tracing::info!(
@@ -182,10 +187,14 @@ impl Application {
             rate: settings.limits.rate,
             node: node.clone(),
         });
-        if let (Some(bus), Some(url)) = (bus, &settings.redis_url) {
+        if let Some(bus) = bus {
             let channel = Keys::new(settings.redis_prefix.clone()).feed();
             admin::bus::spawn_listener(
-                url.clone(),
+                settings
+                    .redis_seeds()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
                 channel,
                 node.clone(),
                 bus,

@@ -56,6 +56,10 @@ pub mod names {
     pub const FRAMES_REFUSED: &str = "leadchat_frames_refused_total";
     pub const STORE_LATENCY: &str = "leadchat_store_latency_seconds";
     pub const STORE_ERRORS: &str = "leadchat_store_errors_total";
+    /// Writes held in memory while the store is unreachable.
+    pub const STORE_BUFFERED: &str = "leadchat_store_buffered_writes";
+    /// Writes refused because the buffer was full.
+    pub const STORE_BUFFER_REFUSED: &str = "leadchat_store_buffer_refused_total";
     pub const SESSIONS_FINALIZED: &str = "leadchat_sessions_finalized_total";
     pub const SESSIONS_DROPPED: &str = "leadchat_sessions_dropped_total";
     pub const REPLY_LATENCY: &str = "leadchat_reply_latency_seconds";

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use actix::Addr;
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::feed::AdminFeed;
@@ -19,6 +18,7 @@ use std::sync::Arc;
 use crate::domain::TranscriptEntry;
 use crate::scoring::Priority;
 use crate::session::{HandOver, SessionRegistry};
+use crate::store::conn::RedisConn;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -62,15 +62,18 @@ impl BusEvent {
     }
 }
 
+/// How long a release waits for writes held during a Redis outage.
+const RELEASE_FLUSH_WAIT: Duration = Duration::from_secs(5);
+
 /// Publishing side, held by the AdminFeed.
 #[derive(Clone)]
 pub struct FeedBus {
-    conn: ConnectionManager,
+    conn: RedisConn,
     channel: String,
 }
 
 impl FeedBus {
-    pub fn new(conn: ConnectionManager, channel: String) -> Self {
+    pub fn new(conn: RedisConn, channel: String) -> Self {
         Self { conn, channel }
     }
 
@@ -91,9 +94,12 @@ impl FeedBus {
 }
 
 /// Listens to the channel for as long as the process runs, reconnecting
-/// after a Redis outage, and hands other nodes' events to `feed`.
+/// after a Redis outage, and hands other nodes' events to `feed`. In a Redis
+/// Cluster a message published on any node reaches subscribers on every
+/// node, so the listener subscribes on one seed and moves to the next when
+/// that one is gone.
 pub fn spawn_listener(
-    redis_url: String,
+    seeds: Vec<String>,
     channel: String,
     node: String,
     bus: FeedBus,
@@ -101,8 +107,8 @@ pub fn spawn_listener(
     registry: Arc<SessionRegistry>,
 ) {
     actix::spawn(async move {
-        loop {
-            match listen(&redis_url, &channel, &node, &bus, &feed, &registry).await {
+        for redis_url in seeds.iter().cycle() {
+            match listen(redis_url, &channel, &node, &bus, &feed, &registry).await {
                 Ok(()) => tracing::warn!("admin feed channel closed; resubscribing"),
                 Err(err) => {
                     tracing::warn!(error = %err, "admin feed channel unavailable; retrying")
@@ -172,6 +178,11 @@ fn release(registry: &Arc<SessionRegistry>, bus: &FeedBus, node: &str, session_i
             && let Some(addr) = registry.get(id)
         {
             let _ = addr.send(HandOver).await;
+        }
+        // Writes held during a Redis outage go out before the new owner
+        // loads the session.
+        if !registry.deps().store.flushed(RELEASE_FLUSH_WAIT).await {
+            tracing::warn!(session_id, "handing over before held writes reached Redis");
         }
         bus.publish(&BusEvent::Released { node, session_id }).await;
     });

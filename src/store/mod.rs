@@ -2,6 +2,8 @@
 //! no Redis is configured (one node, no crash recovery). Both pass the same
 //! contract tests (`tests/store_contract.rs`).
 
+mod buffer;
+pub mod conn;
 pub mod keys;
 mod memory;
 pub mod migrate;
@@ -15,6 +17,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Contact, SessionId, TranscriptEntry};
 use crate::scoring::LeadScore;
 
+pub use buffer::WriteBuffer;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
@@ -122,6 +125,13 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// A short name for logs and `/ready`.
     fn kind(&self) -> &'static str;
+
+    /// Waits (at most `within`) until no write of this node is held back
+    /// in memory; `true` once everything acknowledged is in the store.
+    async fn flushed(&self, within: std::time::Duration) -> bool {
+        let _ = within;
+        true
+    }
 }
 
 pub type SharedStore = Arc<dyn SessionStore>;

@@ -1,6 +1,6 @@
 //! The production store: PROTOCOL §5's key layout on Redis, one pipelined
 //! MULTI per visitor event, through a `ConnectionManager` that reconnects on
-//! its own after a Redis restart.
+//! its own after a Redis restart, or through the Redis Cluster client.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -8,7 +8,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+
+use super::conn::RedisConn;
 
 use super::keys::Keys;
 use super::{
@@ -20,7 +21,7 @@ use crate::telemetry::names;
 
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
 }
 
@@ -42,14 +43,15 @@ fn observe(op: &'static str, started: Instant) {
 }
 
 impl RedisStore {
+    /// A store on one Redis.
     pub async fn connect(url: &str, keys: Keys) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(unavailable)?;
+        let conn = RedisConn::single(url).await.map_err(unavailable)?;
+        Ok(Self { conn, keys })
+    }
+
+    /// A store on a Redis Cluster, reached through any of `seeds`.
+    pub async fn connect_cluster(seeds: &[&str], keys: Keys) -> Result<Self, StoreError> {
+        let conn = RedisConn::cluster(seeds).await.map_err(unavailable)?;
         Ok(Self { conn, keys })
     }
 
@@ -57,7 +59,7 @@ impl RedisStore {
         &self.keys
     }
 
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 }
@@ -166,12 +168,22 @@ impl SessionStore for RedisStore {
         let entries = if log.is_empty() {
             entries_from_chat(&chat, last_interaction.unwrap_or_else(Utc::now))
         } else {
-            log.iter()
+            let mut entries: Vec<TranscriptEntry> = log
+                .iter()
                 .map(|raw| {
                     serde_json::from_str(raw)
                         .map_err(|e| StoreError::Corrupt(format!("session {id} log: {e}")))
                 })
-                .collect::<Result<_, _>>()?
+                .collect::<Result<_, _>>()?;
+            // A write retried after its reply was lost appends its lines a
+            // second time; their seq gives them away.
+            let mut last = 0;
+            entries.retain(|e: &TranscriptEntry| {
+                let fresh = e.seq > last;
+                last = last.max(e.seq);
+                fresh
+            });
+            entries
         };
         let contact = Contact::restore(
             session.get("user_name").map(String::as_str),
@@ -237,16 +249,29 @@ impl SessionStore for RedisStore {
             pipe.rpush(self.keys.chat(id), lines).ignore();
             pipe.rpush(self.keys.log(id), log).ignore();
         }
-        pipe.zadd(
-            self.keys.deadlines(),
-            id.to_string(),
-            update.deadline.timestamp_millis(),
-        )
-        .ignore();
+        let member = id.to_string();
+        let deadline = update.deadline.timestamp_millis();
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        if self.conn.is_cluster() {
+            // The deadline index is one key for all sessions, so in a
+            // cluster it lives in another slot than the session: it is
+            // written beside the MULTI, and both must succeed before the
+            // event is acknowledged. Whichever lands alone is harmless: a
+            // later deadline without the event (the visitor resends), or
+            // the event without its new deadline (an orphan is swept a
+            // little early, after its owner is gone).
+            let mut index = self.conn.clone();
+            let (written, indexed) = tokio::join!(
+                pipe.query_async::<()>(&mut conn),
+                index.zadd::<_, _, _, ()>(self.keys.deadlines(), &member, deadline)
+            );
+            written.and(indexed).map_err(unavailable)?;
+        } else {
+            pipe.zadd(self.keys.deadlines(), member, deadline).ignore();
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
         observe("persist", started);
         Ok(())
     }
@@ -340,6 +365,10 @@ impl SessionStore for RedisStore {
     }
 
     fn kind(&self) -> &'static str {
-        "redis"
+        if self.conn.is_cluster() {
+            "redis-cluster"
+        } else {
+            "redis"
+        }
     }
 }

@@ -8,6 +8,10 @@ mod finalize;
 mod handover;
 mod helpers;
 mod limits;
+mod redis_cluster;
+mod redis_outage;
+#[path = "../support/redis_server.rs"]
+mod redis_server;
 mod scoring_live;
 mod smtp;
 mod store_contract;

@@ -1,0 +1,180 @@
+//! Real leadchat processes for multi-node tests: start one with settings
+//! from the environment, talk to it over WebSockets, and the fixture the
+//! nodes of one test share. Used by `process.rs` and `scale_out.rs`, which
+//! declare `mod smtp` beside this module.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::smtp;
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start(envs: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadchat"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .env("LEADCHAT_LISTEN", "127.0.0.1:0")
+        .env("LEADCHAT_WORKERS", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn leadchat");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server logs `listening on ADDR`");
+    Server { child, addr }
+}
+
+pub async fn recv(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("frame in time")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("json");
+        }
+    }
+}
+
+/// Opens a session on `addr`, leaves contact details and one message.
+pub async fn chat_on(addr: &str, n: usize) -> String {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("connect");
+    let id = recv(&mut ws).await["session_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    ws.send(Message::text(json!({"type":"contact","name":format!("Visitor {n}"),"email":format!("v{n}@firm.example")}).to_string())).await.expect("send");
+    assert_eq!(recv(&mut ws).await["type"], "contact_ok");
+    ws.send(Message::text(
+        json!({"type":"message","text":"pricing for 100 units?","client_msg_id":"m"}).to_string(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(recv(&mut ws).await["type"], "ack");
+    id
+}
+
+/// What the nodes of one test share: a Redis key prefix, an archive (a
+/// PostgreSQL schema, or a SQLite file for a single node), an SMTP sink and
+/// a report folder.
+pub struct Shared {
+    pub prefix: String,
+    pub schema: Option<String>,
+    pub db: String,
+    pub smtp_url: String,
+    pub reports: String,
+    pub inbox: smtp::Inbox,
+    /// `LEADCHAT_REDIS_URL` (a Redis Cluster's seeds when `cluster`).
+    pub redis_url: String,
+    pub cluster: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl Shared {
+    pub fn new(postgres: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let schema =
+            postgres.then(|| format!("test_{}", ulid::Ulid::new().to_string().to_lowercase()));
+        let db = match &schema {
+            Some(schema) => format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}"),
+            None => format!("sqlite://{}/archive.db", dir.path().display()),
+        };
+        let (smtp_port, inbox) = smtp::start();
+        Self {
+            prefix: format!("test:{}:", ulid::Ulid::new()),
+            schema,
+            db,
+            smtp_url: format!("smtp://127.0.0.1:{smtp_port}"),
+            reports: dir.path().join("reports").display().to_string(),
+            inbox,
+            redis_url: REDIS_URL.to_owned(),
+            cluster: false,
+            _dir: dir,
+        }
+    }
+
+    /// The environment of a node, plus `extra` settings.
+    pub fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = vec![
+            ("LEADCHAT_REDIS_URL", self.redis_url.as_str()),
+            (
+                "LEADCHAT_REDIS_CLUSTER",
+                if self.cluster { "true" } else { "false" },
+            ),
+            ("LEADCHAT_REDIS_PREFIX", self.prefix.as_str()),
+            ("LEADCHAT_DATABASE_URL", self.db.as_str()),
+            ("LEADCHAT_SMTP_URL", self.smtp_url.as_str()),
+            ("LEADCHAT_REPORT_DIR", self.reports.as_str()),
+            ("LEADCHAT_SWEEP_INTERVAL", "1s"),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
+    pub async fn drop_schema(&self) {
+        let Some(schema) = &self.schema else { return };
+        let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
+            .await
+            .expect("pg");
+        let ddl = format!("DROP SCHEMA \"{schema}\" CASCADE");
+        sqlx::query(sqlx::AssertSqlSafe(ddl))
+            .execute(&pool)
+            .await
+            .expect("drop schema");
+    }
+}
+
+pub async fn wait_for(inbox: &smtp::Inbox, n: usize, wait: Duration) -> Vec<smtp::Received> {
+    let deadline = std::time::Instant::now() + wait;
+    while inbox.received().len() < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    inbox.received()
+}
