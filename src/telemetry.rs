@@ -51,6 +51,8 @@ pub mod names {
     /// The registry's own count, read at scrape time (cross-check of the gauge).
     pub const LIVE_SESSIONS_INDEXED: &str = "leadchat_registry_sessions";
     pub const CONNECTIONS: &str = "leadchat_connections";
+    /// Sessions in this node's admin feed (its own and the other nodes').
+    pub const FEED_SESSIONS: &str = "leadchat_feed_sessions";
     pub const CONNECTIONS_REFUSED: &str = "leadchat_connections_refused_total";
     pub const MESSAGES: &str = "leadchat_messages_total";
     pub const FRAMES_REFUSED: &str = "leadchat_frames_refused_total";

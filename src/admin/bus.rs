@@ -1,7 +1,8 @@
 //! The cluster-wide admin feed: every node publishes its sessions' changes on
-//! one Redis pub/sub channel (`leadchat:feed`, batched per flush) and merges
-//! the other nodes' into its own AdminFeed, so an admin connected to any node
-//! sees every live session. A node that starts says `hello` and the others
+//! one Redis pub/sub channel (`leadchat:feed`, batched per flush) while some
+//! other node has admins watching (`interest.rs`), and merges the other
+//! nodes' into its own AdminFeed, so an admin connected to any node sees
+//! every live session. A node that starts says `hello` and the others
 //! republish what they hold.
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::feed::AdminFeed;
-use super::messages::RemoteEvent;
+use super::messages::{ChannelSubscribed, RemoteEvent};
 use super::view::SessionView;
 use std::sync::Arc;
 
@@ -37,6 +38,12 @@ pub enum BusEvent {
     Hello {
         node: String,
     },
+    /// `node` has admins watching and wants the others' changes
+    /// (`interest.rs`); `fresh`: it holds none of them yet.
+    Interest {
+        node: String,
+        fresh: bool,
+    },
     /// `node` asks `owner` to let go of a session a visitor reconnected to.
     Release {
         node: String,
@@ -56,6 +63,7 @@ impl BusEvent {
             BusEvent::Changed { node, .. }
             | BusEvent::Closed { node, .. }
             | BusEvent::Hello { node }
+            | BusEvent::Interest { node, .. }
             | BusEvent::Release { node, .. }
             | BusEvent::Released { node, .. } => node,
         }
@@ -133,6 +141,10 @@ async fn listen(
     let client = redis::Client::open(url)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
+    feed.do_send(ChannelSubscribed);
+    // This node's own changes come back on the channel: recognised by their
+    // first bytes, they are skipped without parsing.
+    let own_changes = own_changes_prefix(node);
     // Subscribed first, then asked: nothing republished can be missed.
     bus.publish(&BusEvent::Hello {
         node: node.to_owned(),
@@ -146,6 +158,9 @@ async fn listen(
         let Ok(payload) = msg.get_payload::<String>() else {
             continue;
         };
+        if payload.starts_with(&own_changes) {
+            continue;
+        }
         match serde_json::from_str::<BusEvent>(&payload) {
             Ok(BusEvent::Release {
                 owner, session_id, ..
@@ -167,6 +182,13 @@ async fn listen(
     Ok(())
 }
 
+/// How this node's `Changed` events begin: serde writes the tag, then the
+/// fields in declaration order.
+fn own_changes_prefix(node: &str) -> String {
+    let node = serde_json::to_string(node).unwrap_or_default();
+    format!(r#"{{"kind":"changed","node":{node},"#)
+}
+
 /// Stops this node's actor for the session (after its pending writes) and
 /// says so, so the node the visitor moved to can load the final state.
 fn release(registry: &Arc<SessionRegistry>, bus: &FeedBus, node: &str, session_id: String) {
@@ -186,4 +208,33 @@ fn release(registry: &Arc<SessionRegistry>, bus: &FeedBus, node: &str, session_i
         }
         bus.publish(&BusEvent::Released { node, session_id }).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_changes_are_recognised_by_their_first_bytes() {
+        let mine = BusEvent::Changed {
+            node: "web-1 \"a\"".into(),
+            sessions: Vec::new(),
+        };
+        let theirs = BusEvent::Changed {
+            node: "web-2".into(),
+            sessions: Vec::new(),
+        };
+        let prefix = own_changes_prefix("web-1 \"a\"");
+        let encoded = |e: &BusEvent| serde_json::to_string(e).expect("encodes");
+        assert!(encoded(&mine).starts_with(&prefix), "{}", encoded(&mine));
+        assert!(!encoded(&theirs).starts_with(&prefix));
+        let closed = BusEvent::Closed {
+            node: "web-1 \"a\"".into(),
+            session_id: "x".into(),
+            reason: "visitor".into(),
+            priority: Priority::Low,
+            report: None,
+        };
+        assert!(!encoded(&closed).starts_with(&prefix));
+    }
 }

@@ -7,19 +7,23 @@
 //! `SessionClosed`, `Subscribe`, `Unsubscribe`, `Watch` and `ListLive`.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytestring::ByteString;
 use serde::Serialize;
 
 use super::bus::{BusEvent, FeedBus};
+use super::interest::Interest;
 use super::messages::*;
 use super::view::{SessionView, urgency};
 use crate::domain::{Role, TranscriptEntry};
 
 /// Well under the 100 ms the protocol allows from change to admin screen.
 const FLUSH: Duration = Duration::from_millis(20);
+/// How long a first admin waits for the other nodes to republish their
+/// sessions (see `interest.rs`) before it gets its snapshot.
+const SETTLE: Duration = Duration::from_millis(150);
 
 struct Subscriber {
     socket: Recipient<AdminFrame>,
@@ -39,6 +43,8 @@ pub struct AdminFeed {
     pending: Vec<(Option<String>, ByteString)>,
     /// This node's changes waiting to be published to the other nodes.
     outgoing: HashMap<String, Vec<TranscriptEntry>>,
+    /// Which nodes want this node's changes, and whether this one wants theirs.
+    interest: Interest,
 }
 
 #[derive(Serialize)]
@@ -81,6 +87,7 @@ impl AdminFeed {
             dirty: HashSet::new(),
             pending: Vec::new(),
             outgoing: HashMap::new(),
+            interest: Interest::default(),
         }
     }
 
@@ -127,24 +134,37 @@ impl AdminFeed {
         }
     }
 
-    /// Sends this node's batched changes to the other nodes.
-    fn publish(&mut self, ctx: &mut Context<Self>, event: Option<BusEvent>) {
+    /// Sends this node's batched changes to the other nodes that want them,
+    /// and this node's own interest when it is due (`watching`: admins are
+    /// connected here).
+    fn publish(&mut self, ctx: &mut Context<Self>, event: Option<BusEvent>, watching: bool) {
         let Some(bus) = self.bus.clone() else {
             self.outgoing.clear();
             return;
         };
+        let now = Instant::now();
         let mut events = Vec::new();
-        if !self.outgoing.is_empty() {
-            let sessions = std::mem::take(&mut self.outgoing)
-                .into_iter()
-                .filter_map(|(id, lines)| self.live.get(&id).map(|v| (v.clone(), lines)))
-                .collect();
-            events.push(BusEvent::Changed {
+        if let Some(fresh) = self.interest.announce_due(watching, now) {
+            events.push(BusEvent::Interest {
                 node: self.node.clone(),
-                sessions,
+                fresh,
             });
         }
-        events.extend(event);
+        if self.interest.remote_wanted(now) {
+            if !self.outgoing.is_empty() {
+                let sessions = std::mem::take(&mut self.outgoing)
+                    .into_iter()
+                    .filter_map(|(id, lines)| self.live.get(&id).map(|v| (v.clone(), lines)))
+                    .collect();
+                events.push(BusEvent::Changed {
+                    node: self.node.clone(),
+                    sessions,
+                });
+            }
+            events.extend(event);
+        } else {
+            self.outgoing.clear();
+        }
         if events.is_empty() {
             return;
         }
@@ -156,6 +176,43 @@ impl AdminFeed {
             }
             .into_actor(self),
         );
+    }
+
+    /// Every session this node owns goes out with the next publish.
+    fn republish_own(&mut self) {
+        let mine: Vec<String> = self
+            .live
+            .values()
+            .filter(|v| v.node == self.node)
+            .map(|v| v.session_id.clone())
+            .collect();
+        for id in mine {
+            self.outgoing.entry(id).or_default();
+        }
+    }
+
+    /// Without admins for a while, this node stops holding the other nodes'
+    /// sessions: they may have stopped publishing, and stale views must not
+    /// reach a later snapshot.
+    fn drop_lapsed_remote_views(&mut self) {
+        if self
+            .interest
+            .lapsed(!self.subscribers.is_empty(), Instant::now())
+        {
+            let node = self.node.clone();
+            self.live.retain(|_, v| v.node == node);
+            self.dirty.retain(|id| self.live.contains_key(id));
+        }
+    }
+
+    /// When this node does not hold the other nodes' sessions yet, asks for
+    /// them; `true` when an answer should be waited for (`SETTLE`).
+    fn ask_for_remote_views(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.bus.is_none() || self.interest.holding() {
+            return false;
+        }
+        self.publish(ctx, None, true);
+        true
     }
 
     fn snapshot(&self) -> ByteString {
@@ -234,8 +291,11 @@ impl Actor for AdminFeed {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(65_536);
         ctx.run_interval(FLUSH, |act, ctx| {
-            act.publish(ctx, None);
+            let watching = !act.subscribers.is_empty();
+            act.publish(ctx, None, watching);
+            act.drop_lapsed_remote_views();
             act.flush();
+            metrics::gauge!(crate::telemetry::names::FEED_SESSIONS).set(act.live.len() as f64);
         });
     }
 }
@@ -244,7 +304,7 @@ impl Handler<SessionChanged> for AdminFeed {
     type Result = ();
 
     fn handle(&mut self, msg: SessionChanged, _: &mut Self::Context) {
-        if self.bus.is_some() {
+        if self.bus.is_some() && self.interest.remote_wanted(Instant::now()) {
             self.outgoing
                 .entry(msg.view.session_id.clone())
                 .or_default()
@@ -275,7 +335,8 @@ impl Handler<SessionClosed> for AdminFeed {
             priority: msg.priority,
             report: msg.report,
         };
-        self.publish(ctx, Some(event));
+        let watching = !self.subscribers.is_empty();
+        self.publish(ctx, Some(event), watching);
     }
 }
 
@@ -301,35 +362,56 @@ impl Handler<RemoteEvent> for AdminFeed {
             // Handled by the listener and the registry, not the feed.
             BusEvent::Release { .. } | BusEvent::Released { .. } => {}
             BusEvent::Hello { .. } => {
-                // A node joined: tell it about every session held here.
-                let mine: Vec<String> = self
-                    .live
-                    .values()
-                    .filter(|v| v.node == self.node)
-                    .map(|v| v.session_id.clone())
-                    .collect();
-                for id in mine {
-                    self.outgoing.entry(id).or_default();
+                // A node joined (nodes of earlier versions expect this).
+                self.republish_own();
+                let watching = !self.subscribers.is_empty();
+                self.publish(ctx, None, watching);
+            }
+            BusEvent::Interest { node, fresh } => {
+                if self.interest.heard(&node, fresh, Instant::now()) {
+                    self.republish_own();
+                    let watching = !self.subscribers.is_empty();
+                    self.publish(ctx, None, watching);
                 }
-                self.publish(ctx, None);
             }
         }
     }
 }
 
-impl Handler<Subscribe> for AdminFeed {
-    type Result = MessageResult<Subscribe>;
+impl Handler<ChannelSubscribed> for AdminFeed {
+    type Result = ();
 
-    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) -> Self::Result {
-        self.subscribers.insert(
-            msg.subscriber,
-            Subscriber {
-                socket: msg.socket,
-                watching: None,
-                lagging: false,
-            },
-        );
-        MessageResult(self.snapshot())
+    fn handle(&mut self, _: ChannelSubscribed, _: &mut Self::Context) {
+        self.interest.reset();
+    }
+}
+
+impl Handler<Subscribe> for AdminFeed {
+    type Result = ResponseActFuture<Self, ByteString>;
+
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
+        let settle = self.ask_for_remote_views(ctx);
+        let subscribe = move |act: &mut Self| {
+            act.subscribers.insert(
+                msg.subscriber,
+                Subscriber {
+                    socket: msg.socket,
+                    watching: None,
+                    lagging: false,
+                },
+            );
+            act.snapshot()
+        };
+        if settle {
+            // Subscribed only with the snapshot, so no update comes first.
+            Box::pin(
+                actix::clock::sleep(SETTLE)
+                    .into_actor(self)
+                    .map(move |(), act, _| subscribe(act)),
+            )
+        } else {
+            Box::pin(fut::ready(subscribe(self)))
+        }
     }
 }
 
@@ -352,11 +434,23 @@ impl Handler<Watch> for AdminFeed {
 }
 
 impl Handler<ListLive> for AdminFeed {
-    type Result = MessageResult<ListLive>;
+    type Result = ResponseActFuture<Self, Vec<SessionView>>;
 
-    fn handle(&mut self, _: ListLive, _: &mut Self::Context) -> Self::Result {
-        let mut sessions: Vec<SessionView> = self.live.values().cloned().collect();
-        sessions.sort_by(urgency);
-        MessageResult(sessions)
+    fn handle(&mut self, _: ListLive, ctx: &mut Self::Context) -> Self::Result {
+        let settle = self.ask_for_remote_views(ctx);
+        let list = |act: &mut Self| {
+            let mut sessions: Vec<SessionView> = act.live.values().cloned().collect();
+            sessions.sort_by(urgency);
+            sessions
+        };
+        if settle {
+            Box::pin(
+                actix::clock::sleep(SETTLE)
+                    .into_actor(self)
+                    .map(move |(), act, _| list(act)),
+            )
+        } else {
+            Box::pin(fut::ready(list(self)))
+        }
     }
 }

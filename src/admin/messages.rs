@@ -63,3 +63,8 @@ pub struct ListLive;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct RemoteEvent(pub super::bus::BusEvent);
+
+/// The cluster channel was (re)subscribed: events may have been missed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ChannelSubscribed;

@@ -4,6 +4,7 @@
 
 pub mod bus;
 mod feed;
+mod interest;
 pub mod messages;
 mod view;
 

@@ -283,3 +283,70 @@ async fn an_admin_on_one_node_sees_the_sessions_of_another() {
     let ended = next_of(&mut feed, "session_ended").await;
     assert_eq!(ended["session_id"], id.as_str());
 }
+
+/// The `kind`s of the cluster channel's events from `node` within `wait`.
+async fn channel_kinds_from(
+    messages: &mut (impl futures_util::Stream<Item = redis::Msg> + Unpin),
+    node: &str,
+    wait: Duration,
+) -> Vec<String> {
+    use futures_util::StreamExt;
+    let until = tokio::time::Instant::now() + wait;
+    let mut kinds = Vec::new();
+    while let Ok(Some(msg)) = tokio::time::timeout_at(until, messages.next()).await {
+        let payload: String = msg.get_payload().expect("text payload");
+        let event: Value = serde_json::from_str(&payload).expect("json event");
+        if event["node"] == node {
+            kinds.push(event["kind"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    kinds
+}
+
+#[actix_web::test]
+async fn a_node_publishes_its_changes_only_while_an_admin_somewhere_watches() {
+    let mut a = test_settings(StoreKind::Redis);
+    a.admin_token = Some(TOKEN.into());
+    a.node_id = Some("quiet-a".into());
+    let prefix = a.redis_prefix.clone();
+    let node_a = spawn_full_app(a).await;
+    let client = redis::Client::open(REDIS_URL).expect("redis url");
+    let mut pubsub = client.get_async_pubsub().await.expect("subscribe");
+    pubsub
+        .subscribe(format!("{prefix}leadchat:feed"))
+        .await
+        .expect("subscribe");
+    let mut channel = pubsub.into_on_message();
+
+    let (mut visitor, _) = node_a.connect(None).await;
+    visitor.message("pricing for 300 tonnes please", "1").await;
+    visitor.message("and for batteries?", "2").await;
+    let quiet = channel_kinds_from(&mut channel, "quiet-a", Duration::from_millis(400)).await;
+    assert!(
+        !quiet.iter().any(|k| k == "changed"),
+        "nobody watches: nothing is published, got {quiet:?}"
+    );
+
+    // An admin on node B: node A's sessions reach B's first snapshot, and
+    // A's changes are published from then on.
+    let mut b = test_settings(StoreKind::Redis);
+    b.admin_token = Some(TOKEN.into());
+    b.node_id = Some("watching-b".into());
+    b.redis_prefix = prefix;
+    let node_b = spawn_full_app(b).await;
+    let mut feed = admin(&node_b).await;
+    let snapshot = feed.recv().await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert!(
+        snapshot["sessions"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|v| v["node"] == "quiet-a")),
+        "the first snapshot on B lists A's session: {snapshot}"
+    );
+    visitor.message("can we book a call?", "3").await;
+    let watched = channel_kinds_from(&mut channel, "quiet-a", Duration::from_millis(400)).await;
+    assert!(
+        watched.iter().any(|k| k == "changed"),
+        "an admin watches: A publishes, got {watched:?}"
+    );
+}
