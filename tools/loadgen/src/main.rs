@@ -74,6 +74,12 @@ struct RunArgs {
     /// Open the sessions, give contact, hold them; report handshakes/s.
     #[arg(long)]
     idle: bool,
+    /// Churn: each session sends this many messages, then ends — every other
+    /// one with `end`, the rest by just disconnecting, left to the server's
+    /// inactivity timeout — and its slot opens a new session at once, until
+    /// the end of the run.
+    #[arg(long, conflicts_with = "idle", value_name = "MESSAGES")]
+    churn: Option<u64>,
     /// With --idle: once all sessions are ready, each sends one message at the
     /// same moment (lines up inactivity deadlines), then waits for `ended`.
     #[arg(long, requires = "idle")]
@@ -198,6 +204,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         measure_from,
         stop_at,
         name: args.name.clone(),
+        churn: args.churn.map(|m| m.max(1)),
         sync_message: args
             .sync_message
             .then(|| Arc::new(Barrier::new(args.sessions as usize))),

@@ -29,6 +29,8 @@ pub struct Stats {
     pub acks: AtomicU64,
     pub answers: AtomicU64,
     pub ended: AtomicU64,
+    /// Churn: sessions left without `end`, for the server to time out.
+    pub abandoned: AtomicU64,
     pub late_sends: AtomicU64,
     pub max_lag_us: AtomicU64,
     /// Frames or events the protocol does not allow: a missing answer, a
@@ -52,6 +54,7 @@ impl Stats {
             acks: AtomicU64::new(0),
             answers: AtomicU64::new(0),
             ended: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
             late_sends: AtomicU64::new(0),
             max_lag_us: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
@@ -125,6 +128,7 @@ impl Stats {
             late_sends: load(&self.late_sends),
             max_lag_ms: load(&self.max_lag_us) as f64 / 1000.0,
             ended: load(&self.ended),
+            abandoned: load(&self.abandoned),
             protocol_errors: load(&self.protocol_errors),
             errors: self.errors.lock().expect("stats lock").clone(),
             latency_hist: encode(&latency),
@@ -192,6 +196,8 @@ pub struct Report {
     pub late_sends: u64,
     pub max_lag_ms: f64,
     pub ended: u64,
+    #[serde(default)]
+    pub abandoned: u64,
     pub protocol_errors: u64,
     pub errors: BTreeMap<String, u64>,
     pub latency_hist: String,
@@ -237,6 +243,7 @@ impl Report {
             total.late_sends += r.late_sends;
             total.max_lag_ms = total.max_lag_ms.max(r.max_lag_ms);
             total.ended += r.ended;
+            total.abandoned += r.abandoned;
             total.protocol_errors += r.protocol_errors;
             total.processes += r.processes;
             for (code, n) in &r.errors {
@@ -272,8 +279,13 @@ impl Report {
             l.p50, l.p90, l.p99, l.p999, l.max
         );
         println!(
-            "late sends {} (max lag {:.1} ms) | ended {} | protocol errors {} | errors {:?}",
-            self.late_sends, self.max_lag_ms, self.ended, self.protocol_errors, self.errors
+            "late sends {} (max lag {:.1} ms) | ended {} abandoned {} | protocol errors {} | errors {:?}",
+            self.late_sends,
+            self.max_lag_ms,
+            self.ended,
+            self.abandoned,
+            self.protocol_errors,
+            self.errors
         );
     }
 }

@@ -52,6 +52,8 @@ pub struct Plan {
     /// The contact name given: it ends up in the report mail's subject, so a
     /// mail sink can tell groups of visitors apart.
     pub name: String,
+    /// Churn: messages per session before it ends and a new one opens.
+    pub churn: Option<u64>,
     /// Idle sessions all send one message together once every session of
     /// this process is ready (lines up their inactivity deadlines).
     pub sync_message: Option<Arc<Barrier>>,
@@ -81,34 +83,104 @@ enum Next {
 /// Runs one visitor from its first SYN to the end of the run.
 pub async fn run(plan: Arc<Plan>, n: u64, source: Option<IpAddr>, start: Instant) {
     sleep_until(start).await;
-    let stats = &plan.stats;
-    let ws = {
-        let _permit = plan.connect_gate.acquire().await.ok();
-        let began = Instant::now();
-        Stats::count(&stats.connects);
-        match open(&plan, source).await {
-            Ok(ws) => {
-                stats.record_ready(began.elapsed());
-                Some(ws)
-            }
-            Err(err) => {
-                Stats::count(&stats.connect_failures);
-                stats.error(&format!("connect:{}", classify(&err)));
-                None
-            }
-        }
-    };
+    let ws = connect(&plan, source).await;
     if let Some(barrier) = &plan.sync_message {
         // Every visitor reaches the barrier, connected or not, or it never opens.
         barrier.wait().await;
     }
     let Some(mut ws) = ws else { return };
-    let outcome = match plan.interval {
-        Some(interval) => chat(&plan, &mut ws, n, interval).await,
-        None => idle(&plan, &mut ws, n).await,
+    let mut k = 0;
+    let outcome = match (plan.interval, plan.churn) {
+        (Some(interval), Some(messages)) => {
+            return churn(&plan, ws, n, source, interval, messages).await;
+        }
+        (Some(interval), None) => chat(&plan, &mut ws, n, interval, None, &mut k)
+            .await
+            .map(|_| ()),
+        (None, _) => idle(&plan, &mut ws, n).await,
     };
     if outcome.is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+        close(&mut ws).await;
+    }
+}
+
+async fn close(ws: &mut Ws) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+}
+
+/// Opens a session (upgrade, `session` frame, contact), counting it.
+async fn connect(plan: &Plan, source: Option<IpAddr>) -> Option<Ws> {
+    let stats = &plan.stats;
+    let _permit = plan.connect_gate.acquire().await.ok();
+    let began = Instant::now();
+    Stats::count(&stats.connects);
+    match open(plan, source).await {
+        Ok(ws) => {
+            stats.record_ready(began.elapsed());
+            Some(ws)
+        }
+        Err(err) => {
+            Stats::count(&stats.connect_failures);
+            stats.error(&format!("connect:{}", classify(&err)));
+            None
+        }
+    }
+}
+
+/// Churn: a session chats `messages` times, then ends — with `end` on every
+/// other cycle, else by disconnecting and leaving the session to the server's
+/// inactivity timeout — and the slot opens a new session, until the run is
+/// over. Sessions, timers and registry entries come and go all the time.
+async fn churn(
+    plan: &Plan,
+    mut ws: Ws,
+    n: u64,
+    source: Option<IpAddr>,
+    interval: Duration,
+    messages: u64,
+) {
+    let stats = &plan.stats;
+    let mut k = 0;
+    // Neighbouring slots start on opposite ways of ending.
+    for cycle in n.. {
+        match chat(plan, &mut ws, n, interval, Some(messages), &mut k).await {
+            Err(_) => return,
+            Ok(ChatEnd::RunOver) => return close(&mut ws).await,
+            Ok(ChatEnd::Ended) => {}
+            Ok(ChatEnd::Done) if cycle % 2 == 0 => {
+                if let Err(err) = end_session(plan, &mut ws).await {
+                    stats.protocol_error(&classify(&err));
+                    return;
+                }
+            }
+            Ok(ChatEnd::Done) => Stats::count(&stats.abandoned),
+        }
+        close(&mut ws).await;
+        if Instant::now() >= plan.stop_at {
+            return;
+        }
+        match connect(plan, source).await {
+            Some(next) => ws = next,
+            None => return,
+        }
+    }
+}
+
+/// Sends `end` and waits for `ended`.
+async fn end_session(plan: &Plan, ws: &mut Ws) -> anyhow::Result<()> {
+    ws.send(Message::text(r#"{"type":"end"}"#))
+        .await
+        .map_err(|e| anyhow::anyhow!("send: {e}"))?;
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    loop {
+        match next_frame(ws, deadline).await? {
+            Next::Frame(f) if f.kind == "ended" => {
+                Stats::count(&plan.stats.ended);
+                return Ok(());
+            }
+            Next::Frame(f) => unexpected(&plan.stats, &f),
+            Next::Closed => anyhow::bail!("closed: waiting for ended"),
+        }
     }
 }
 
@@ -223,8 +295,27 @@ async fn idle(plan: &Plan, ws: &mut Ws, n: u64) -> anyhow::Result<()> {
     }
 }
 
-/// Sends a message every `interval` (±50 % with jitter) until the end.
-async fn chat(plan: &Plan, ws: &mut Ws, n: u64, interval: Duration) -> anyhow::Result<()> {
+/// How a stretch of chatting came to an end.
+enum ChatEnd {
+    /// The run is over.
+    RunOver,
+    /// The server ended the session.
+    Ended,
+    /// The session sent the messages it was to send.
+    Done,
+}
+
+/// Sends a message every `interval` (±50 % with jitter) until the run is
+/// over or, with `limit`, after that many messages. `k` numbers the
+/// messages of this visitor (their `client_msg_id`s).
+async fn chat(
+    plan: &Plan,
+    ws: &mut Ws,
+    n: u64,
+    interval: Duration,
+    limit: Option<u64>,
+    k: &mut u64,
+) -> anyhow::Result<ChatEnd> {
     let stats = &plan.stats;
     let spread = |rng: &mut rand::rngs::ThreadRng| {
         if plan.jitter {
@@ -235,15 +326,18 @@ async fn chat(plan: &Plan, ws: &mut Ws, n: u64, interval: Duration) -> anyhow::R
     };
     // A random phase so that sessions do not send in lockstep.
     let mut due = Instant::now() + interval.mul_f64(rand::rng().random_range(0.0..1.0));
-    let mut k = 0u64;
+    let mut sent = 0u64;
     while due < plan.stop_at {
+        if limit.is_some_and(|l| sent >= l) {
+            return Ok(ChatEnd::Done);
+        }
         // Wait for the due time, while watching for anything the server pushes.
         loop {
             match timeout_at(due, next_frame(ws, due + ANSWER_TIMEOUT)).await {
                 Err(_) => break,
                 Ok(Ok(Next::Frame(f))) if f.kind == "ended" => {
                     Stats::count(&stats.ended);
-                    return Ok(());
+                    return Ok(ChatEnd::Ended);
                 }
                 Ok(Ok(Next::Frame(f))) => unexpected(stats, &f),
                 Ok(Ok(Next::Closed)) => {
@@ -256,14 +350,15 @@ async fn chat(plan: &Plan, ws: &mut Ws, n: u64, interval: Duration) -> anyhow::R
                 }
             }
         }
-        k += 1;
-        if let Err(err) = exchange(plan, ws, n, k, due).await {
+        *k += 1;
+        sent += 1;
+        if let Err(err) = exchange(plan, ws, n, *k, due).await {
             stats.protocol_error(&classify(&err));
             return Err(err);
         }
         due += spread(&mut rand::rng());
     }
-    Ok(())
+    Ok(ChatEnd::RunOver)
 }
 
 fn unexpected(stats: &Stats, f: &Incoming) {
