@@ -6,6 +6,13 @@ use clap::{Parser, Subcommand};
 use leadchat::settings::Settings;
 use leadchat::startup::Application;
 
+/// mimalloc instead of the system allocator: a chat turn makes many small,
+/// short-lived allocations (frames, store commands, views) on two or more
+/// worker threads, where glibc's malloc cost the server more CPU and a
+/// longer latency tail (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "leadchat",
