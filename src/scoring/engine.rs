@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use dashmap::DashMap;
 
 use super::compiled::Compiled;
 use super::config::{AmountKind, ScoringConfig, ScoringError};
@@ -19,7 +20,15 @@ use super::{ContactFacts, LeadScore, Priority, Signal};
 #[derive(Clone, Debug)]
 pub struct Engine {
     inner: Arc<Compiled>,
+    /// What a scan found in each bot answer seen so far. The bot answers
+    /// from a short list, so every chat turn would scan the same texts again;
+    /// the findings depend on the text alone.
+    bot_findings: Arc<DashMap<Box<str>, Arc<Findings>>>,
 }
+
+/// Distinct bot answers remembered; past it, further ones are scanned each
+/// time (a responder that writes free text).
+const BOT_FINDINGS_KEPT: usize = 1024;
 
 /// How an e-mail domain is classed against the configured lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +65,7 @@ impl Engine {
     pub fn new(config: ScoringConfig) -> Result<Self, ScoringError> {
         Ok(Self {
             inner: Arc::new(Compiled::new(config)?),
+            bot_findings: Arc::new(DashMap::new()),
         })
     }
 
@@ -98,7 +108,16 @@ impl Engine {
     pub fn observe_bot(&self, t: &mut LeadTracker, text: &str, at: DateTime<Utc>) {
         let c = &*self.inner;
         t.note_bot(at);
-        let f = scan(c, &c.bot, text, false);
+        let f = match self.bot_findings.get(text) {
+            Some(f) => Arc::clone(&f),
+            None => {
+                let f = Arc::new(scan(c, &c.bot, text, false));
+                if self.bot_findings.len() < BOT_FINDINGS_KEPT {
+                    self.bot_findings.insert(text.into(), Arc::clone(&f));
+                }
+                f
+            }
+        };
         self.fold(t, text, &f);
     }
 
