@@ -43,6 +43,10 @@ pub struct SessionActor {
     pub(super) transcript: Vec<TranscriptEntry>,
     /// Entries up to here are in the store.
     pub(super) persisted: usize,
+    /// Nothing of this actor's is in the store yet (see `SessionUpdate`).
+    first_write: bool,
+    /// The signals changed since the last write.
+    signals_dirty: bool,
     acked: HashMap<Box<str>, u64>,
     pub(super) connections: Vec<(u64, Recipient<SocketFrame>)>,
     pub(super) first_interaction: DateTime<Utc>,
@@ -76,30 +80,41 @@ impl SessionActor {
             .first_interaction
             .or(stored.entries.first().map(|e| e.at))
             .unwrap_or(now);
-        let engine = registry.deps().engine.clone();
         let mut actor = Self::empty(stored.id, registry, first);
         actor.last_interaction = stored.last_interaction.unwrap_or(first);
         actor.contact = stored.contact;
         actor.contact_collected = stored.contact_collected;
-        if actor.contact_collected {
-            engine.observe_contact(&mut actor.tracker, &facts(&actor.contact));
-        }
-        for entry in &stored.entries {
-            match entry.role {
-                Role::User => {
-                    engine.observe_visitor(&mut actor.tracker, &entry.text, entry.at);
-                    actor.total_queries += 1;
-                    if let Some(id) = &entry.client_msg_id {
-                        actor.acked.insert(id.as_str().into(), entry.seq);
-                    }
-                }
-                Role::Bot => engine.observe_bot(&mut actor.tracker, &entry.text, entry.at),
-            }
-        }
         actor.transcript = stored.entries;
         actor.persisted = actor.transcript.len();
-        actor.score = engine.evaluate(&actor.tracker, actor.last_interaction);
+        for entry in &actor.transcript {
+            if let (Role::User, Some(id)) = (entry.role, &entry.client_msg_id) {
+                actor.acked.insert(id.as_str().into(), entry.seq);
+            }
+        }
+        actor.replay_score();
         actor
+    }
+
+    /// Rebuilds the tracker, the score and the query count from the contact
+    /// and the transcript, as scoring them live did.
+    fn replay_score(&mut self) {
+        let engine = self.registry.deps().engine.clone();
+        self.tracker = LeadTracker::new(self.first_interaction);
+        if self.contact_collected {
+            engine.observe_contact(&mut self.tracker, &facts(&self.contact));
+        }
+        self.total_queries = 0;
+        for entry in &self.transcript {
+            match entry.role {
+                Role::User => {
+                    engine.observe_visitor(&mut self.tracker, &entry.text, entry.at);
+                    self.total_queries += 1;
+                }
+                Role::Bot => engine.observe_bot(&mut self.tracker, &entry.text, entry.at),
+            }
+        }
+        self.score = engine.evaluate(&self.tracker, self.last_interaction);
+        self.signals_dirty = true;
     }
 
     fn empty(id: SessionId, registry: Arc<SessionRegistry>, now: DateTime<Utc>) -> Self {
@@ -118,6 +133,8 @@ impl SessionActor {
             total_queries: 0,
             transcript: Vec::new(),
             persisted: 0,
+            first_write: true,
+            signals_dirty: true,
             acked: HashMap::new(),
             connections: Vec::new(),
             first_interaction: now,
@@ -211,6 +228,8 @@ impl SessionActor {
                 + chrono::Duration::from_std(self.registry.deps().inactivity_timeout)
                     .unwrap_or_default(),
             node: self.registry.deps().node.clone(),
+            first_write: self.first_write,
+            signals_changed: self.signals_dirty,
         }
     }
 
@@ -224,7 +243,7 @@ impl SessionActor {
         conn_id: u64,
         client_msg_id: Option<String>,
         contact_changed: bool,
-        rollback: Rollback,
+        undo: Undo,
         done: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
     ) {
         let update = self.update(contact_changed);
@@ -235,44 +254,41 @@ impl SessionActor {
             Ok(()) => {
                 let new_entries = act.transcript[act.persisted..].to_vec();
                 act.persisted += written;
+                act.first_write = false;
+                act.signals_dirty = false;
                 done(act, ctx);
                 act.publish(new_entries);
             }
             Err(err) => {
                 tracing::warn!(session_id = %act.id, error = %err, "store write failed; event not acknowledged");
-                act.rollback(rollback);
+                act.rollback(undo);
                 act.refuse(conn_id, ErrorCode::Unavailable, "could not save; please resend", client_msg_id.as_deref(), Some(Duration::from_secs(1)));
             }
         }));
     }
 
-    fn rollback(&mut self, to: Rollback) {
+    /// After a failed write: back to what the store holds. The score is
+    /// replayed rather than kept from before, so a chat turn need not copy
+    /// the scoring state for a failure that almost never happens.
+    fn rollback(&mut self, undo: Undo) {
         self.transcript.truncate(self.persisted);
-        self.contact = to.contact;
-        self.contact_collected = to.contact_collected;
-        self.tracker = to.tracker;
-        self.score = to.score;
-        self.total_queries = to.total_queries;
-        self.last_interaction = to.last_interaction;
-        if let Some(id) = to.client_msg_id {
+        if let Some((contact, collected)) = undo.contact {
+            self.contact = contact;
+            self.contact_collected = collected;
+        }
+        self.last_interaction = undo.last_interaction;
+        if let Some(id) = undo.client_msg_id {
             self.acked.remove(id.as_str());
         }
-    }
-
-    fn checkpoint(&self, client_msg_id: Option<String>) -> Rollback {
-        Rollback {
-            contact: self.contact.clone(),
-            contact_collected: self.contact_collected,
-            tracker: self.tracker.clone(),
-            score: self.score.clone(),
-            total_queries: self.total_queries,
-            last_interaction: self.last_interaction,
-            client_msg_id,
-        }
+        self.replay_score();
     }
 
     pub(super) fn on_contact(&mut self, ctx: &mut Context<Self>, conn_id: u64, contact: Contact) {
-        let before = self.checkpoint(None);
+        let before = Undo {
+            contact: Some((self.contact.clone(), self.contact_collected)),
+            last_interaction: self.last_interaction,
+            client_msg_id: None,
+        };
         let now = Utc::now();
         self.contact = contact;
         self.contact_collected = true;
@@ -303,7 +319,11 @@ impl SessionActor {
             self.send_to(conn_id, ack.encode());
             return;
         }
-        let before = self.checkpoint(client_msg_id.clone());
+        let before = Undo {
+            contact: None,
+            last_interaction: self.last_interaction,
+            client_msg_id: client_msg_id.clone(),
+        };
         let deps = Arc::clone(self.registry.deps());
         let now = Utc::now();
         self.total_queries += 1;
@@ -374,6 +394,9 @@ impl SessionActor {
                 "lead priority changed"
             );
         }
+        if score.signals != self.score.signals {
+            self.signals_dirty = true;
+        }
         self.score = score;
     }
 
@@ -425,13 +448,10 @@ impl SessionActor {
     }
 }
 
-/// The state a failed store write rolls back to.
-pub(super) struct Rollback {
-    contact: Contact,
-    contact_collected: bool,
-    tracker: LeadTracker,
-    score: LeadScore,
-    total_queries: u32,
+/// What a failed store write undoes besides the unwritten lines.
+pub(super) struct Undo {
+    /// The contact before a contact frame.
+    contact: Option<(Contact, bool)>,
     last_interaction: DateTime<Utc>,
     client_msg_id: Option<String>,
 }

@@ -53,6 +53,12 @@ pub struct SessionUpdate {
     pub deadline: DateTime<Utc>,
     /// The node that owns the session now.
     pub node: String,
+    /// The first write of this session's actor: it also writes what later
+    /// writes leave alone (the owning node, the first interaction, the
+    /// `user_data_collected` default).
+    pub first_write: bool,
+    /// The signals differ from the last write; they are encoded only then.
+    pub signals_changed: bool,
 }
 
 /// A session as read back from the store.

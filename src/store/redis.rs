@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 
-use super::conn::RedisConn;
+use super::conn::{RedisConn, ThreadConnections};
 
 use super::keys::Keys;
 use super::{
@@ -19,9 +19,11 @@ use crate::domain::{Contact, Role, SessionId, TranscriptEntry};
 use crate::scoring::{LeadScore, Priority, Signal};
 use crate::telemetry::names;
 
-#[derive(Clone)]
 pub struct RedisStore {
+    /// Shared by every thread; also what the admin feed's bus publishes on.
     conn: RedisConn,
+    /// On one Redis: each actix thread's own connection (see `conn.rs`).
+    local: Option<ThreadConnections>,
     keys: Keys,
 }
 
@@ -46,21 +48,35 @@ impl RedisStore {
     /// A store on one Redis.
     pub async fn connect(url: &str, keys: Keys) -> Result<Self, StoreError> {
         let conn = RedisConn::single(url).await.map_err(unavailable)?;
-        Ok(Self { conn, keys })
+        let local = Some(ThreadConnections::new(url).map_err(unavailable)?);
+        Ok(Self { conn, local, keys })
     }
 
     /// A store on a Redis Cluster, reached through any of `seeds`.
     pub async fn connect_cluster(seeds: &[&str], keys: Keys) -> Result<Self, StoreError> {
         let conn = RedisConn::cluster(seeds).await.map_err(unavailable)?;
-        Ok(Self { conn, keys })
+        Ok(Self {
+            conn,
+            local: None,
+            keys,
+        })
     }
 
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
+    /// The shared connection.
     pub fn connection(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    /// The connection for a command from this thread.
+    fn conn(&self) -> RedisConn {
+        self.local
+            .as_ref()
+            .and_then(ThreadConnections::current)
+            .unwrap_or_else(|| self.conn.clone())
     }
 }
 
@@ -73,19 +89,25 @@ fn parse_ts(raw: Option<&String>) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The `lead:{ID}` fields that changed with this event.
 fn lead_fields(update: &SessionUpdate) -> Result<Vec<(&'static str, String)>, StoreError> {
     let score = &update.lead.score;
-    let signals =
-        serde_json::to_string(&score.signals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(vec![
+    let mut fields = vec![
         ("lead_score", score.lead_score.to_string()),
         ("priority", score.priority.as_str().to_owned()),
         ("engagement_score", score.engagement_score.to_string()),
         ("total_queries", update.lead.total_queries.to_string()),
-        ("first_interaction", ts(update.first_interaction)),
         ("last_interaction", ts(update.last_interaction)),
-        ("signals", signals),
-    ])
+    ];
+    if update.first_write {
+        fields.push(("first_interaction", ts(update.first_interaction)));
+    }
+    if update.first_write || update.signals_changed {
+        let signals = serde_json::to_string(&score.signals)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        fields.push(("signals", signals));
+    }
+    Ok(fields)
 }
 
 fn parse_lead(h: &HashMap<String, String>) -> Option<LeadRecord> {
@@ -142,7 +164,7 @@ fn entries_from_chat(lines: &[String], at: DateTime<Utc>) -> Vec<TranscriptEntry
 impl SessionStore for RedisStore {
     async fn load(&self, id: SessionId) -> Result<Option<StoredSession>, StoreError> {
         let started = Instant::now();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         type Loaded = (
             HashMap<String, String>,
             HashMap<String, String>,
@@ -211,11 +233,12 @@ impl SessionStore for RedisStore {
         let id = update.id;
         let mut pipe = redis::pipe();
         pipe.atomic();
-        let mut session_fields: Vec<(&str, String)> = vec![
-            ("last_interaction", ts(update.last_interaction)),
+        let mut session_fields: Vec<(&str, String)> =
+            vec![("last_interaction", ts(update.last_interaction))];
+        if update.first_write {
             // Added field: which node owns the session (the sweeper asks).
-            ("node", update.node.clone()),
-        ];
+            session_fields.push(("node", update.node.clone()));
+        }
         if let Some(contact) = &update.contact {
             session_fields.extend([
                 ("user_data_collected", "true".to_owned()),
@@ -228,10 +251,12 @@ impl SessionStore for RedisStore {
                 ),
             ]);
         }
-        pipe.hset_multiple(self.keys.session(id), &session_fields)
-            .ignore();
-        pipe.hset_nx(self.keys.session(id), "user_data_collected", "false")
-            .ignore();
+        let session_key = self.keys.session(id);
+        pipe.hset_multiple(&session_key, &session_fields).ignore();
+        if update.first_write && update.contact.is_none() {
+            pipe.hset_nx(&session_key, "user_data_collected", "false")
+                .ignore();
+        }
         pipe.hset_multiple(self.keys.lead(id), &lead_fields(update)?)
             .ignore();
         if !update.new_entries.is_empty() {
@@ -251,7 +276,7 @@ impl SessionStore for RedisStore {
         }
         let member = id.to_string();
         let deadline = update.deadline.timestamp_millis();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         if self.conn.is_cluster() {
             // The deadline index is one key for all sessions, so in a
             // cluster it lives in another slot than the session: it is
@@ -260,7 +285,7 @@ impl SessionStore for RedisStore {
             // later deadline without the event (the visitor resends), or
             // the event without its new deadline (an orphan is swept a
             // little early, after its owner is gone).
-            let mut index = self.conn.clone();
+            let mut index = self.conn();
             let (written, indexed) = tokio::join!(
                 pipe.query_async::<()>(&mut conn),
                 index.zadd::<_, _, _, ()>(self.keys.deadlines(), &member, deadline)
@@ -278,7 +303,7 @@ impl SessionStore for RedisStore {
 
     async fn try_finalize(&self, id: SessionId) -> Result<bool, StoreError> {
         let started = Instant::now();
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ttl = FINALIZED_TTL_SECS as i64;
         let (took,): (Option<String>,) = redis::pipe()
             .cmd("SET")
@@ -303,14 +328,14 @@ impl SessionStore for RedisStore {
     }
 
     async fn is_finalized(&self, id: SessionId) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         conn.exists(self.keys.finalized(id))
             .await
             .map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
@@ -323,7 +348,7 @@ impl SessionStore for RedisStore {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.keys.deadlines())
             .arg("-inf")
@@ -338,14 +363,14 @@ impl SessionStore for RedisStore {
     }
 
     async fn forget_deadline(&self, id: SessionId) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         conn.zrem(self.keys.deadlines(), id.to_string())
             .await
             .map_err(unavailable)
     }
 
     async fn heartbeat(&self, node: &str, ttl: std::time::Duration) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         conn.pset_ex(self.keys.node(node), "alive", ms)
             .await
@@ -353,12 +378,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn node_alive(&self, node: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         conn.exists(self.keys.node(node)).await.map_err(unavailable)
     }
 
     async fn set_owner(&self, id: SessionId, node: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         conn.hset(self.keys.session(id), "node", node)
             .await
             .map_err(unavailable)

@@ -53,6 +53,8 @@ async fn persisted_events_load_back_in_order() {
                 last_interaction: now,
                 deadline: now,
                 node: "n1".into(),
+                first_write: true,
+                signals_changed: true,
             })
             .await
             .expect("persist");
@@ -66,6 +68,8 @@ async fn persisted_events_load_back_in_order() {
                 last_interaction: now,
                 deadline: now,
                 node: "n1".into(),
+                first_write: false,
+                signals_changed: false,
             })
             .await
             .expect("persist");
@@ -81,6 +85,8 @@ async fn persisted_events_load_back_in_order() {
         assert!(loaded.contact_collected);
         assert_eq!(loaded.contact, contact);
         assert_eq!(loaded.lead.expect("lead").total_queries, 1);
+        assert_eq!(loaded.node.as_deref(), Some("n1"), "{}", store.kind());
+        assert!(loaded.first_interaction.is_some(), "{}", store.kind());
         assert!(!loaded.finalized);
     }
 }
@@ -127,6 +133,8 @@ async fn redis_keys_follow_the_protocol_layout() {
             last_interaction: now,
             deadline: now,
             node: "n1".into(),
+            first_write: true,
+            signals_changed: true,
         })
         .await
         .expect("persist");
@@ -199,4 +207,57 @@ async fn a_python_era_session_with_only_a_chat_list_loads() {
     assert_eq!(loaded.entries.len(), 2);
     assert_eq!(loaded.entries[0].role, Role::User);
     assert_eq!(loaded.entries[1].text, "hello: there");
+}
+
+#[actix_web::test]
+async fn later_writes_rewrite_the_signals_only_when_they_changed() {
+    let prefix = format!("test:{}:", ulid::Ulid::new());
+    let store = RedisStore::connect(REDIS_URL, Keys::new(prefix.clone()))
+        .await
+        .expect("redis");
+    let id = SessionId::new();
+    let now = Utc::now();
+    let scored = |name: &str, points: i32| LeadRecord {
+        score: LeadScore {
+            lead_score: points,
+            signals: vec![leadchat::scoring::Signal {
+                name: name.into(),
+                points,
+                evidence: "pricing".into(),
+            }],
+            ..LeadScore::default()
+        },
+        total_queries: 1,
+    };
+    let write = |lead: LeadRecord, first_write: bool, signals_changed: bool| SessionUpdate {
+        id,
+        contact: None,
+        new_entries: Vec::new(),
+        lead,
+        first_interaction: now,
+        last_interaction: now,
+        deadline: now,
+        node: "n1".into(),
+        first_write,
+        signals_changed,
+    };
+    store
+        .persist(&write(scored("pricing", 10), true, true))
+        .await
+        .expect("persist");
+    store
+        .persist(&write(scored("pricing", 10), false, false))
+        .await
+        .expect("persist");
+    let lead = store.load(id).await.expect("load").expect("stored").lead;
+    assert_eq!(lead.expect("lead").score.signals[0].name, "pricing");
+    store
+        .persist(&write(scored("budget", 25), false, true))
+        .await
+        .expect("persist");
+    let loaded = store.load(id).await.expect("load").expect("stored");
+    let lead = loaded.lead.expect("lead");
+    assert_eq!(lead.score.lead_score, 25);
+    assert_eq!(lead.score.signals[0].name, "budget");
+    assert_eq!(loaded.node.as_deref(), Some("n1"));
 }
