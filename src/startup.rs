@@ -9,7 +9,7 @@ use actix::{Actor, Addr, Recipient};
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 
-use crate::admin::{self, AdminFeed, bus::FeedBus};
+use crate::admin::{self, AdminFeed, AttachRegistry, FeedDemand, bus::FeedBus};
 use crate::archive::Archive;
 use crate::bot::{KnowledgeBase, Responder};
 use crate::http::{self, Admission, AppState};
@@ -175,18 +175,21 @@ impl Application {
         let pipeline = Pipeline::start(&settings, archive.clone(), Arc::clone(&store))?;
         let report = report.unwrap_or_else(|| pipeline.report.clone().recipient());
 
-        let feed = AdminFeed::new(node.clone(), bus.clone()).start();
+        let feed_demand = FeedDemand::default();
+        let feed = AdminFeed::new(node.clone(), bus.clone(), feed_demand.clone()).start();
         let registry = SessionRegistry::new(SessionDeps {
             store: Arc::clone(&store),
             responder,
             engine,
             report,
             feed: feed.clone(),
+            feed_demand,
             bus: bus.clone(),
             inactivity_timeout: settings.inactivity_timeout.0,
             rate: settings.limits.rate,
             node: node.clone(),
         });
+        feed.do_send(AttachRegistry(Arc::clone(&registry)));
         if let Some(bus) = bus {
             let channel = Keys::new(settings.redis_prefix.clone()).feed();
             admin::bus::spawn_listener(

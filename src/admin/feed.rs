@@ -3,10 +3,19 @@
 //! and flushed every `FLUSH` so a busy node sends each admin at most one
 //! update per session per flush; frames are serialised once and shared. A
 //! subscriber whose mailbox is full is sent a fresh snapshot once it drains,
-//! so a slow admin never slows a chat. Takes `SessionChanged`,
-//! `SessionClosed`, `Subscribe`, `Unsubscribe`, `Watch` and `ListLive`.
+//! so a slow admin never slows a chat.
+//!
+//! The feed holds views only while somebody wants them — an admin here, or
+//! another node that asked (`interest.rs`) — and says so through
+//! `FeedDemand`: with nobody watching, sessions build no views and send the
+//! feed nothing, and the first admin's snapshot is gathered from the live
+//! sessions themselves. The cluster side is in `feed_cluster.rs`. Takes
+//! `SessionChanged`, `SessionClosed`, `Subscribe`, `Unsubscribe`, `Watch`,
+//! `ListLive`, `AttachRegistry`, `RemoteEvent` and `ChannelSubscribed`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -18,12 +27,29 @@ use super::interest::Interest;
 use super::messages::*;
 use super::view::{SessionView, urgency};
 use crate::domain::{Role, TranscriptEntry};
+use crate::session::{GetView, SessionRegistry};
 
 /// Well under the 100 ms the protocol allows from change to admin screen.
 const FLUSH: Duration = Duration::from_millis(20);
 /// How long a first admin waits for the other nodes to republish their
 /// sessions (see `interest.rs`) before it gets its snapshot.
-const SETTLE: Duration = Duration::from_millis(150);
+pub(super) const SETTLE: Duration = Duration::from_millis(150);
+
+/// Whether sessions should tell the feed about their changes: someone is
+/// watching, here or on another node. Shared by the feed (which sets it) and
+/// every session actor (which reads it on each change).
+#[derive(Debug, Clone, Default)]
+pub struct FeedDemand(Arc<AtomicBool>);
+
+impl FeedDemand {
+    pub fn wanted(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, wanted: bool) {
+        self.0.store(wanted, Ordering::Release);
+    }
+}
 
 struct Subscriber {
     socket: Recipient<AdminFrame>,
@@ -33,18 +59,26 @@ struct Subscriber {
 }
 
 pub struct AdminFeed {
-    node: String,
+    pub(super) node: String,
     /// The cluster channel; `None` on a single node without Redis.
-    bus: Option<FeedBus>,
-    live: HashMap<String, SessionView>,
+    pub(super) bus: Option<FeedBus>,
+    pub(super) live: HashMap<String, SessionView>,
     subscribers: HashMap<u64, Subscriber>,
-    dirty: HashSet<String>,
+    pub(super) dirty: HashSet<String>,
     /// Frames waiting for the next flush, in order (ended sessions, lines).
     pending: Vec<(Option<String>, ByteString)>,
     /// This node's changes waiting to be published to the other nodes.
-    outgoing: HashMap<String, Vec<TranscriptEntry>>,
+    pub(super) outgoing: HashMap<String, Vec<TranscriptEntry>>,
     /// Which nodes want this node's changes, and whether this one wants theirs.
-    interest: Interest,
+    pub(super) interest: Interest,
+    /// Told to sessions: whether to send their changes.
+    demand: FeedDemand,
+    /// Where this node's own views are gathered from when demand starts.
+    registry: Option<Arc<SessionRegistry>>,
+    /// Gatherings in progress (demand holds while they run).
+    gathering: usize,
+    /// Sessions that ended while views were being gathered.
+    closed_while_gathering: HashSet<String>,
 }
 
 #[derive(Serialize)]
@@ -78,10 +112,14 @@ fn encode(frame: &FeedFrame<'_>) -> ByteString {
 }
 
 impl AdminFeed {
-    pub fn new(node: String, bus: Option<FeedBus>) -> Self {
+    pub fn new(node: String, bus: Option<FeedBus>, demand: FeedDemand) -> Self {
         Self {
             node,
             bus,
+            demand,
+            registry: None,
+            gathering: 0,
+            closed_while_gathering: HashSet::new(),
             live: HashMap::new(),
             subscribers: HashMap::new(),
             dirty: HashSet::new(),
@@ -92,8 +130,11 @@ impl AdminFeed {
     }
 
     /// A session changed, here or on another node.
-    fn apply_change(&mut self, view: SessionView, new_entries: &[TranscriptEntry]) {
+    pub(super) fn apply_change(&mut self, view: SessionView, new_entries: &[TranscriptEntry]) {
         let id = view.session_id.clone();
+        if self.live.get(&id).is_some_and(|old| old.rev > view.rev) {
+            return; // a gathered view already newer than this change
+        }
         let watched = self
             .subscribers
             .values()
@@ -114,7 +155,7 @@ impl AdminFeed {
         self.dirty.insert(id);
     }
 
-    fn apply_close(
+    pub(super) fn apply_close(
         &mut self,
         session_id: &str,
         reason: &str,
@@ -134,85 +175,82 @@ impl AdminFeed {
         }
     }
 
-    /// Sends this node's batched changes to the other nodes that want them,
-    /// and this node's own interest when it is due (`watching`: admins are
-    /// connected here).
-    fn publish(&mut self, ctx: &mut Context<Self>, event: Option<BusEvent>, watching: bool) {
-        let Some(bus) = self.bus.clone() else {
-            self.outgoing.clear();
-            return;
-        };
-        let now = Instant::now();
-        let mut events = Vec::new();
-        if let Some(fresh) = self.interest.announce_due(watching, now) {
-            events.push(BusEvent::Interest {
-                node: self.node.clone(),
-                fresh,
-            });
-        }
-        if self.interest.remote_wanted(now) {
-            if !self.outgoing.is_empty() {
-                let sessions = std::mem::take(&mut self.outgoing)
-                    .into_iter()
-                    .filter_map(|(id, lines)| self.live.get(&id).map(|v| (v.clone(), lines)))
-                    .collect();
-                events.push(BusEvent::Changed {
-                    node: self.node.clone(),
-                    sessions,
-                });
-            }
-            events.extend(event);
-        } else {
+    pub(super) fn has_subscribers(&self) -> bool {
+        !self.subscribers.is_empty()
+    }
+
+    /// Whether this node's own sessions' views are held (and kept current).
+    pub(super) fn holds_own_views(&self) -> bool {
+        self.demand.wanted()
+    }
+
+    /// Does anybody want views now: an admin here, another node, or a
+    /// gathering still under way?
+    fn wanted_now(&mut self) -> bool {
+        !self.subscribers.is_empty()
+            || self.gathering > 0
+            || self.interest.remote_wanted(Instant::now())
+    }
+
+    /// Nobody wants views any more: sessions stop sending them, and this
+    /// node's own are dropped (they would only go stale).
+    fn release_views_if_unwanted(&mut self) {
+        if self.demand.wanted() && !self.wanted_now() {
+            self.demand.set(false);
+            let node = self.node.clone();
+            self.live.retain(|_, v| v.node != node);
+            self.dirty.retain(|id| self.live.contains_key(id));
             self.outgoing.clear();
         }
-        if events.is_empty() {
-            return;
+    }
+
+    /// Starts the demand if it is off, and gathers every live session's
+    /// view from the sessions themselves (changes from then on arrive as
+    /// `SessionChanged`; the newer of the two wins by `rev`).
+    pub(super) fn gather_own_views(&mut self) -> ResponseActFuture<Self, ()> {
+        if self.demand.wanted() {
+            return Box::pin(fut::ready(()));
         }
-        ctx.spawn(
-            async move {
-                for e in &events {
-                    bus.publish(e).await;
+        self.demand.set(true);
+        self.gathering += 1;
+        let addrs = self
+            .registry
+            .as_ref()
+            .map(|r| r.live_addrs())
+            .unwrap_or_default();
+        let asks = futures_util::future::join_all(addrs.into_iter().map(|a| a.send(GetView)));
+        Box::pin(asks.into_actor(self).map(|answers, act, _| {
+            act.gathering -= 1;
+            for view in answers.into_iter().flatten().flatten() {
+                let stale = act.closed_while_gathering.contains(&view.session_id)
+                    || act
+                        .live
+                        .get(&view.session_id)
+                        .is_some_and(|old| old.rev > view.rev);
+                if !stale {
+                    act.live.insert(view.session_id.clone(), view);
                 }
             }
-            .into_actor(self),
-        );
+            if act.gathering == 0 {
+                act.closed_while_gathering.clear();
+            }
+        }))
     }
 
-    /// Every session this node owns goes out with the next publish.
-    fn republish_own(&mut self) {
-        let mine: Vec<String> = self
-            .live
-            .values()
-            .filter(|v| v.node == self.node)
-            .map(|v| v.session_id.clone())
-            .collect();
-        for id in mine {
-            self.outgoing.entry(id).or_default();
-        }
-    }
-
-    /// Without admins for a while, this node stops holding the other nodes'
-    /// sessions: they may have stopped publishing, and stale views must not
-    /// reach a later snapshot.
-    fn drop_lapsed_remote_views(&mut self) {
-        if self
-            .interest
-            .lapsed(!self.subscribers.is_empty(), Instant::now())
-        {
-            let node = self.node.clone();
-            self.live.retain(|_, v| v.node == node);
-            self.dirty.retain(|id| self.live.contains_key(id));
-        }
-    }
-
-    /// When this node does not hold the other nodes' sessions yet, asks for
-    /// them; `true` when an answer should be waited for (`SETTLE`).
-    fn ask_for_remote_views(&mut self, ctx: &mut Context<Self>) -> bool {
-        if self.bus.is_none() || self.interest.holding() {
-            return false;
-        }
-        self.publish(ctx, None, true);
-        true
+    /// Gathers what a first look needs: this node's views, and the other
+    /// nodes' when they are not held yet (they are asked, then given
+    /// `SETTLE` to answer).
+    fn prepare_views(&mut self, ctx: &mut Context<Self>) -> ResponseActFuture<Self, ()> {
+        let gathered = self.gather_own_views();
+        let settle = self.ask_for_remote_views(ctx);
+        Box::pin(gathered.then(move |(), act, _| {
+            let wait = if settle {
+                futures_util::future::Either::Left(actix::clock::sleep(SETTLE))
+            } else {
+                futures_util::future::Either::Right(futures_util::future::ready(()))
+            };
+            wait.into_actor(act)
+        }))
     }
 
     fn snapshot(&self) -> ByteString {
@@ -294,6 +332,7 @@ impl Actor for AdminFeed {
             let watching = !act.subscribers.is_empty();
             act.publish(ctx, None, watching);
             act.drop_lapsed_remote_views();
+            act.release_views_if_unwanted();
             act.flush();
             metrics::gauge!(crate::telemetry::names::FEED_SESSIONS).set(act.live.len() as f64);
         });
@@ -304,6 +343,9 @@ impl Handler<SessionChanged> for AdminFeed {
     type Result = ();
 
     fn handle(&mut self, msg: SessionChanged, _: &mut Self::Context) {
+        if !self.demand.wanted() {
+            return; // sent just before the demand ended
+        }
         if self.bus.is_some() && self.interest.remote_wanted(Instant::now()) {
             self.outgoing
                 .entry(msg.view.session_id.clone())
@@ -318,6 +360,10 @@ impl Handler<SessionClosed> for AdminFeed {
     type Result = ();
 
     fn handle(&mut self, msg: SessionClosed, ctx: &mut Self::Context) {
+        if self.gathering > 0 {
+            // Its view may be among those being gathered: keep it out.
+            self.closed_while_gathering.insert(msg.session_id.clone());
+        }
         if !self.live.contains_key(&msg.session_id) {
             return; // never shown (a silent session dropped at its timeout)
         }
@@ -340,49 +386,11 @@ impl Handler<SessionClosed> for AdminFeed {
     }
 }
 
-impl Handler<RemoteEvent> for AdminFeed {
+impl Handler<AttachRegistry> for AdminFeed {
     type Result = ();
 
-    fn handle(&mut self, msg: RemoteEvent, ctx: &mut Self::Context) {
-        match msg.0 {
-            BusEvent::Changed { sessions, .. } => {
-                for (view, lines) in sessions {
-                    self.apply_change(view, &lines);
-                }
-            }
-            BusEvent::Closed {
-                session_id,
-                reason,
-                priority,
-                report,
-                ..
-            } => {
-                self.apply_close(&session_id, &reason, priority, report.as_deref());
-            }
-            // Handled by the listener and the registry, not the feed.
-            BusEvent::Release { .. } | BusEvent::Released { .. } => {}
-            BusEvent::Hello { .. } => {
-                // A node joined (nodes of earlier versions expect this).
-                self.republish_own();
-                let watching = !self.subscribers.is_empty();
-                self.publish(ctx, None, watching);
-            }
-            BusEvent::Interest { node, fresh } => {
-                if self.interest.heard(&node, fresh, Instant::now()) {
-                    self.republish_own();
-                    let watching = !self.subscribers.is_empty();
-                    self.publish(ctx, None, watching);
-                }
-            }
-        }
-    }
-}
-
-impl Handler<ChannelSubscribed> for AdminFeed {
-    type Result = ();
-
-    fn handle(&mut self, _: ChannelSubscribed, _: &mut Self::Context) {
-        self.interest.reset();
+    fn handle(&mut self, msg: AttachRegistry, _: &mut Self::Context) {
+        self.registry = Some(msg.0);
     }
 }
 
@@ -390,8 +398,9 @@ impl Handler<Subscribe> for AdminFeed {
     type Result = ResponseActFuture<Self, ByteString>;
 
     fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
-        let settle = self.ask_for_remote_views(ctx);
-        let subscribe = move |act: &mut Self| {
+        let prepared = self.prepare_views(ctx);
+        // Subscribed only with the snapshot, so no update comes first.
+        Box::pin(prepared.map(move |(), act, _| {
             act.subscribers.insert(
                 msg.subscriber,
                 Subscriber {
@@ -401,17 +410,7 @@ impl Handler<Subscribe> for AdminFeed {
                 },
             );
             act.snapshot()
-        };
-        if settle {
-            // Subscribed only with the snapshot, so no update comes first.
-            Box::pin(
-                actix::clock::sleep(SETTLE)
-                    .into_actor(self)
-                    .map(move |(), act, _| subscribe(act)),
-            )
-        } else {
-            Box::pin(fut::ready(subscribe(self)))
-        }
+        }))
     }
 }
 
@@ -437,20 +436,11 @@ impl Handler<ListLive> for AdminFeed {
     type Result = ResponseActFuture<Self, Vec<SessionView>>;
 
     fn handle(&mut self, _: ListLive, ctx: &mut Self::Context) -> Self::Result {
-        let settle = self.ask_for_remote_views(ctx);
-        let list = |act: &mut Self| {
+        let prepared = self.prepare_views(ctx);
+        Box::pin(prepared.map(|(), act, _| {
             let mut sessions: Vec<SessionView> = act.live.values().cloned().collect();
             sessions.sort_by(urgency);
             sessions
-        };
-        if settle {
-            Box::pin(
-                actix::clock::sleep(SETTLE)
-                    .into_actor(self)
-                    .map(move |(), act, _| list(act)),
-            )
-        } else {
-            Box::pin(fut::ready(list(self)))
-        }
+        }))
     }
 }

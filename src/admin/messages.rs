@@ -68,3 +68,9 @@ pub struct RemoteEvent(pub super::bus::BusEvent);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ChannelSubscribed;
+
+/// The session registry, for gathering views when demand starts (the
+/// registry is built after the feed, which it needs).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachRegistry(pub std::sync::Arc<crate::session::SessionRegistry>);

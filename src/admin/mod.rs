@@ -4,10 +4,11 @@
 
 pub mod bus;
 mod feed;
+mod feed_cluster;
 mod interest;
 pub mod messages;
 mod view;
 
-pub use feed::AdminFeed;
+pub use feed::{AdminFeed, FeedDemand};
 pub use messages::*;
 pub use view::{SessionView, ViewState};

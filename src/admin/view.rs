@@ -32,6 +32,10 @@ pub struct SessionView {
     pub state: ViewState,
     pub node: String,
     pub signals: Vec<Signal>,
+    /// Orders this node's views of one session (later is higher); not sent.
+    /// Views from other nodes carry 0 and arrive in order anyway.
+    #[serde(skip)]
+    pub rev: u64,
 }
 
 /// Most urgent first: priority, then lead score, then the latest activity.

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -252,12 +253,12 @@ impl SessionActor {
         let fut = async move { store.persist(&update).await };
         ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
             Ok(()) => {
-                let new_entries = act.transcript[act.persisted..].to_vec();
+                let new_from = act.persisted;
                 act.persisted += written;
                 act.first_write = false;
                 act.signals_dirty = false;
                 done(act, ctx);
-                act.publish(new_entries);
+                act.publish(new_from);
             }
             Err(err) => {
                 tracing::warn!(session_id = %act.id, error = %err, "store write failed; event not acknowledged");
@@ -400,13 +401,29 @@ impl SessionActor {
         self.score = score;
     }
 
-    /// Tells the admin feed how the session looks now. Sessions nobody has
+    /// Tells the admin feed how the session looks now, with the transcript
+    /// lines from `new_from` on, while anybody watches. Sessions nobody has
     /// said anything in stay off the sales team's screen.
-    pub(super) fn publish(&self, new_entries: Vec<TranscriptEntry>) {
-        if !self.has_activity() {
+    pub(super) fn publish(&self, new_from: usize) {
+        let deps = self.registry.deps();
+        if !deps.feed_demand.wanted() {
             return;
         }
-        let view = SessionView {
+        let Some(view) = self.view() else {
+            return;
+        };
+        let new_entries = self.transcript.get(new_from..).unwrap_or_default().to_vec();
+        deps.feed.do_send(SessionChanged { view, new_entries });
+    }
+
+    /// The SESSION of PROTOCOL §4, once there is anything to show.
+    pub(super) fn view(&self) -> Option<SessionView> {
+        /// Orders views of one session: a later view has a higher number.
+        static REVISION: AtomicU64 = AtomicU64::new(1);
+        if !self.has_activity() {
+            return None;
+        }
+        Some(SessionView {
             session_id: self.id.to_string(),
             name: self.contact.name().map(str::to_owned),
             email: self.contact.email().map(str::to_owned),
@@ -425,11 +442,8 @@ impl SessionActor {
             },
             node: self.registry.deps().node.clone(),
             signals: self.score.signals.clone(),
-        };
-        self.registry
-            .deps()
-            .feed
-            .do_send(SessionChanged { view, new_entries });
+            rev: REVISION.fetch_add(1, Ordering::Relaxed),
+        })
     }
 
     pub(super) fn has_activity(&self) -> bool {
@@ -472,7 +486,7 @@ impl Actor for SessionActor {
         metrics::gauge!(names::LIVE_SESSIONS).increment(1.0);
         self.start_inactivity_timer(ctx);
         // A session restored after a restart or a move reappears on screens.
-        self.publish(Vec::new());
+        self.publish(self.transcript.len());
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {

@@ -18,7 +18,7 @@ impl Handler<Connect> for SessionActor {
         }
         self.connections.push((msg.conn_id, msg.socket));
         if self.connections.len() == 1 {
-            self.publish(Vec::new());
+            self.publish(self.transcript.len());
         }
         Ok(self.session_frame(msg.resumed, msg.previous_session_id.as_deref()))
     }
@@ -30,7 +30,7 @@ impl Handler<Disconnect> for SessionActor {
     fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
         self.connections.retain(|(id, _)| *id != msg.conn_id);
         if self.connections.is_empty() && self.state == Lifecycle::Live {
-            self.publish(Vec::new());
+            self.publish(self.transcript.len());
         }
     }
 }
@@ -118,5 +118,17 @@ impl Handler<EndSession> for SessionActor {
         }
         self.finalize(ctx, msg.reason, Some(tx));
         Box::pin(async move { rx.await.unwrap_or(EndOutcome::AlreadyFinalized) })
+    }
+}
+
+impl Handler<GetView> for SessionActor {
+    type Result = MessageResult<GetView>;
+
+    fn handle(&mut self, _: GetView, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(if self.state == Lifecycle::Live {
+            self.view()
+        } else {
+            None
+        })
     }
 }

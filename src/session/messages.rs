@@ -78,6 +78,12 @@ pub enum EndOutcome {
 #[rtype(result = "Vec<crate::domain::TranscriptEntry>")]
 pub struct GetTranscript;
 
+/// How the session looks now (the admin feed starts watching); `None` for
+/// a session with nothing to show yet.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<crate::admin::SessionView>")]
+pub struct GetView;
+
 /// Another node took the session over (the visitor reconnected there): stop
 /// without finalizing; everything acknowledged is already in the store.
 /// Answered once every earlier event of the session has been written.

@@ -10,8 +10,8 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::actor::SessionActor;
-use crate::admin::AdminFeed;
 use crate::admin::bus::{BusEvent, FeedBus};
+use crate::admin::{AdminFeed, FeedDemand};
 use crate::bot::Responder;
 use crate::domain::SessionId;
 use crate::report::FinalizeSession;
@@ -27,6 +27,8 @@ pub struct SessionDeps {
     pub report: Recipient<FinalizeSession>,
     /// This node's admin feed.
     pub feed: Addr<AdminFeed>,
+    /// Whether the feed wants the sessions' changes now.
+    pub feed_demand: FeedDemand,
     /// The cluster channel (Redis only): asks another node to hand over.
     pub bus: Option<FeedBus>,
     pub inactivity_timeout: Duration,
@@ -86,6 +88,11 @@ impl SessionRegistry {
             .get(&id)
             .map(|a| a.clone())
             .filter(Addr::connected)
+    }
+
+    /// Every live actor of this node.
+    pub fn live_addrs(&self) -> Vec<Addr<SessionActor>> {
+        self.live.iter().map(|e| e.value().clone()).collect()
     }
 
     pub fn live_ids(&self) -> Vec<SessionId> {

@@ -350,3 +350,25 @@ async fn a_node_publishes_its_changes_only_while_an_admin_somewhere_watches() {
         "an admin watches: A publishes, got {watched:?}"
     );
 }
+
+#[actix_web::test]
+async fn a_session_that_changed_while_nobody_watched_is_current_in_the_next_snapshot() {
+    let app = admin_app().await;
+    let (mut visitor, session) = app.connect(None).await;
+    let id = session["session_id"].as_str().expect("id").to_owned();
+    visitor.message("hello", "n1").await;
+    let mut first = admin(&app).await;
+    let snap = first.recv().await;
+    assert_eq!(snap["sessions"][0]["total_queries"], 1);
+    drop(first);
+    // The feed lets go of its views once nobody watches; the session goes on.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    visitor.message("what does registration cost?", "n2").await;
+    visitor.message("and how long does it take?", "n3").await;
+    let mut second = admin(&app).await;
+    let snap = second.recv().await;
+    let sessions = snap["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 1, "{snap}");
+    assert_eq!(sessions[0]["session_id"], id.as_str());
+    assert_eq!(sessions[0]["total_queries"], 3, "{snap}");
+}
