@@ -70,6 +70,7 @@ mod tests {
             state: ViewState::Active,
             node: "n".into(),
             signals: vec![],
+            rev: 0,
         }
     }
 
