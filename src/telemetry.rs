@@ -35,14 +35,34 @@ pub fn metrics_handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)
                 .expect("static bucket list is not empty");
-            match builder.install_recorder() {
+            let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Someone else installed a recorder first: keep a private one
                 // so /metrics still answers.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
+            };
+            spawn_upkeep(handle.clone());
+            handle
         })
         .clone()
+}
+
+/// Histograms keep every sample until they are folded into their buckets:
+/// without this, a node nobody scrapes grows by a few bytes per chat turn,
+/// and the first scrape then folds millions of samples on a worker thread.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    let spawned = std::thread::Builder::new()
+        .name("leadchat-metrics".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "cannot start the metrics upkeep thread; histograms grow until scraped");
+    }
 }
 
 /// Metric names in one place, so dashboards and code agree.
