@@ -57,20 +57,35 @@ impl Handler<FinalizeSession> for ReportActor {
     fn handle(&mut self, msg: FinalizeSession, ctx: &mut Self::Context) {
         self.in_flight += 1;
         let deps = Arc::clone(&self.deps);
-        let fut = async move {
+        let me = ctx.address();
+        // A task of its own, not a future of this actor's: an actor polls
+        // all its futures whenever one of them wakes, and 10,000 reports
+        // finalized together would make that quadratic.
+        actix::spawn(async move {
             let outcome = process(&deps, msg.session).await;
             if let Some(done) = msg.done {
                 let _ = done.send(outcome);
             }
-        };
-        ctx.spawn(fut.into_actor(self).map(|(), act, _| {
-            act.in_flight -= 1;
-            if act.in_flight == 0 {
-                act.drained.drain(..).for_each(|tx| {
-                    let _ = tx.send(());
-                });
-            }
-        }));
+            me.do_send(ReportFinished);
+        });
+    }
+}
+
+/// One report's pipeline has finished (sent by its task).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReportFinished;
+
+impl Handler<ReportFinished> for ReportActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ReportFinished, _: &mut Self::Context) {
+        self.in_flight -= 1;
+        if self.in_flight == 0 {
+            self.drained.drain(..).for_each(|tx| {
+                let _ = tx.send(());
+            });
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! template as `/data.json`, compiles and exports to PDF.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Value, json};
@@ -24,15 +25,20 @@ const BUILTIN_TEMPLATE: &str = include_str!("../../templates/session_report.typ"
 /// Accent colour used when `Brand::color` is not a valid "#RRGGBB".
 const DEFAULT_BRAND_COLOR: &str = "#1F4E79";
 
-/// How many comemo cache generations survive each render. Typst memoises
+/// How many comemo cache generations survive an eviction. Typst memoises
 /// layout results globally; without eviction a long-running server's memory
 /// grows with every distinct report. A small number keeps the template-level
 /// caches warm (they are hit every render) while dropping per-report entries.
-const CACHE_MAX_AGE: usize = 10;
+const CACHE_MAX_AGE: usize = 3;
+/// Renders between evictions. An eviction walks the whole cache, which cost
+/// a quarter of a small report's render when it ran after each one.
+const EVICT_EVERY: usize = 4;
 
 /// Renders session reports. Cheap to share (`Send + Sync`): wrap in an `Arc`.
 pub struct ReportRenderer {
     shared: Shared,
+    /// Renders so far, for evicting Typst's cache every `EVICT_EVERY`.
+    renders: AtomicUsize,
 }
 
 impl std::fmt::Debug for ReportRenderer {
@@ -56,6 +62,7 @@ impl ReportRenderer {
         };
         Ok(Self {
             shared: Shared::new(template, fonts_dir)?,
+            renders: AtomicUsize::new(0),
         })
     }
 
@@ -70,7 +77,10 @@ impl ReportRenderer {
             }
             other => other,
         };
-        comemo::evict(CACHE_MAX_AGE);
+        let renders = self.renders.fetch_add(1, Ordering::Relaxed) + 1;
+        if renders % EVICT_EVERY == 0 {
+            comemo::evict(CACHE_MAX_AGE);
+        }
         result
     }
 
