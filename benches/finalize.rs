@@ -66,6 +66,7 @@ fn bench_finalize(c: &mut Criterion) {
                     recipients: vec!["sales@example.com".into()],
                     subject: "s".into(),
                     message_id: format!("<session-{id}@bench>"),
+                    held_until: None,
                 };
                 archive.archive_session(&s, &mail).await.expect("archive");
                 let pdf = renderer

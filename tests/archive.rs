@@ -21,6 +21,7 @@ on_both_backends!(
     racing_archives_store_one_session_and_one_mail,
     outbox_moves_through_due_claim_retry_sent_failed,
     concurrent_claims_never_hand_out_a_mail_twice,
+    a_held_mail_is_its_pipelines_until_the_hold_runs_out,
     list_filters_and_pages,
     counts_per_day_and_priority,
 );
@@ -238,6 +239,93 @@ async fn concurrent_claims_never_hand_out_a_mail_twice(a: &Archive) {
     all.dedup();
     assert_eq!(all.len(), count, "a mail was claimed twice");
     assert_eq!(count, 40, "every mail claimed");
+}
+
+async fn a_held_mail_is_its_pipelines_until_the_hold_runs_out(a: &Archive) {
+    use chrono::SubsecRound;
+    let now = Utc::now();
+    let held_until = (now + Span::minutes(5)).trunc_subsecs(6);
+    let lease = Duration::from_secs(120);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let s = session(&format!("h-{i}"), at(11, 0, i));
+        let mut m = mail(&s.session_id);
+        m.held_until = Some(held_until);
+        match a.archive_session(&s, &m).await.expect("archive") {
+            ArchiveOutcome::Archived { mail_id } => ids.push(mail_id),
+            other => panic!("not archived: {other:?}"),
+        }
+    }
+    assert!(
+        a.claim_due_mails(now, 10, lease)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a poller must not take a held mail"
+    );
+
+    // The pipeline takes its mail back, once.
+    let other_hold = held_until - Span::seconds(1);
+    assert!(
+        a.claim_held_mail(ids[0], other_hold, now, lease)
+            .await
+            .expect("claim held")
+            .is_none(),
+        "only the hold that was written takes the mail"
+    );
+    let mine = a
+        .claim_held_mail(ids[0], held_until, now, lease)
+        .await
+        .expect("claim held")
+        .expect("the pipeline's own hold");
+    assert_eq!(mine.id, ids[0]);
+    assert!(mine.next_attempt_at > now && mine.next_attempt_at < held_until);
+    assert!(
+        a.claim_held_mail(ids[0], held_until, now, lease)
+            .await
+            .expect("claim held")
+            .is_none(),
+        "taken once"
+    );
+    a.mark_sent(ids[0], now).await.expect("sent");
+
+    // A pipeline slower than its hold: a poller takes the mail over, and
+    // the pipeline's late claim finds it gone.
+    let later = held_until + Span::seconds(1);
+    let polled = a.claim_due_mails(later, 10, lease).await.expect("claim");
+    assert_eq!(
+        polled.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[1], ids[2]]
+    );
+    assert!(
+        a.claim_held_mail(ids[1], held_until, later, lease)
+            .await
+            .expect("claim held")
+            .is_none(),
+        "a mail a poller took is not sent twice"
+    );
+    assert!(
+        !a.release_held_mail(ids[2], held_until, later)
+            .await
+            .expect("release"),
+        "nor released from under the poller"
+    );
+
+    // A pipeline whose render failed hands the mail to the pollers at once.
+    let s = session("h-3", at(11, 0, 3));
+    let mut m = mail(&s.session_id);
+    m.held_until = Some(held_until);
+    let ArchiveOutcome::Archived { mail_id } = a.archive_session(&s, &m).await.expect("archive")
+    else {
+        panic!("not archived")
+    };
+    assert!(
+        a.release_held_mail(mail_id, held_until, now)
+            .await
+            .expect("release")
+    );
+    let due = a.claim_due_mails(now, 10, lease).await.expect("claim");
+    assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![mail_id]);
 }
 
 async fn list_filters_and_pages(a: &Archive) {

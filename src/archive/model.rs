@@ -48,6 +48,11 @@ pub struct NewMail {
     /// The `Message-ID` the composed mail will carry, kept so a resend can be
     /// recognised downstream.
     pub message_id: String,
+    /// The mail is not due before then: the caller (the finalizing
+    /// pipeline) will send it itself once its report is rendered, and takes
+    /// it with `Archive::claim_held_mail`. Should its node die first, any
+    /// poller sends it after this. `None`: due at once.
+    pub held_until: Option<DateTime<Utc>>,
 }
 
 /// Where a queued mail stands.

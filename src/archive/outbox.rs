@@ -4,6 +4,9 @@
 //! move `next_attempt_at` forward; a claim does the same by a lease, so a mail
 //! a worker is busy with is not handed to another worker (or node) until the
 //! lease runs out — which is also how a mail held by a crashed worker comes back.
+//! The pipeline that archives a session holds its mail the same way
+//! (`NewMail::held_until`) while it renders the report, then takes it with
+//! `claim_held_mail`, so pollers never race it for a mail it is preparing.
 
 use std::time::Duration;
 
@@ -105,6 +108,59 @@ impl Archive {
         .await?
         .rows_affected();
         Ok(released)
+    }
+
+    /// Takes a mail its finalizing pipeline held (`NewMail::held_until`) for
+    /// sending: succeeds only while the hold is still the one the pipeline
+    /// wrote, so a poller that took the mail over after the hold ran out
+    /// (the pipeline was slower than its hold) keeps it and the pipeline
+    /// gets `None`. Like a claim, it moves `next_attempt_at` to `now + lease`.
+    pub async fn claim_held_mail(
+        &self,
+        id: i64,
+        held_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<OutboxMail>, ArchiveError> {
+        let lease = chrono::Duration::from_std(lease)
+            .map_err(|_| ArchiveError::InvalidArgument("lease too long"))?;
+        let row: Option<OutboxRow> = on_pool!(self, |pool, ts| {
+            sqlx::query_as(concat!(
+                "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND status = 'pending' \
+                 AND next_attempt_at = $2 RETURNING ",
+                outbox_columns!()
+            ))
+            .bind(id)
+            .bind(ts(held_until))
+            .bind(ts(now + lease))
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(outbox_mails(row.into_iter().collect())?.pop())
+    }
+
+    /// Gives up a pipeline's hold on its mail (its report could not be
+    /// rendered): the mail is due at `now`, for a poller to rebuild. `false`
+    /// when the hold was no longer the pipeline's.
+    pub async fn release_held_mail(
+        &self,
+        id: i64,
+        held_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ArchiveError> {
+        let updated = on_pool!(self, |pool, ts| {
+            sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND status = 'pending' \
+                 AND next_attempt_at = $2",
+            )
+            .bind(id)
+            .bind(ts(held_until))
+            .bind(ts(now))
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(updated == 1)
     }
 
     /// The mail went out; it will never be sent again. The successful try

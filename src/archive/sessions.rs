@@ -141,7 +141,7 @@ impl Archive {
             .bind(&session.session_id)
             .bind(Json(&mail.recipients))
             .bind(&mail.subject)
-            .bind(ts(now))
+            .bind(ts(mail.held_until.unwrap_or(now)))
             .bind(&mail.message_id)
             .bind(ts(now))
             .fetch_one(&mut *tx)

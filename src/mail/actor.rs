@@ -1,10 +1,14 @@
-//! MailerActor: owns delivery. Every mail goes out through one path: claim it
-//! in the archive's durable outbox (a lease no other poller or node gets
+//! MailerActor: owns delivery. Every mail goes out through one path: take
+//! it in the archive's durable outbox (a lease no other poller or node gets
 //! past), send, record the outcome. `SendReport` from the ReportActor brings
-//! the composed content along and triggers a claim at once, so a fresh report
-//! costs no re-read; retries and mails left by a crash or a restart are found
-//! by the periodic poll and rebuilt from the archive. At most `max_in_flight`
-//! sends run at once (lettre's pool does not bound concurrency by itself).
+//! a fresh report's content along and takes the mail its pipeline held
+//! (`Archive::claim_held_mail`), so a fresh report costs no re-read and no
+//! poller renders it a second time; retries, mails whose hold ran out and
+//! mails left by a crash or a restart are claimed by the periodic poll and
+//! rebuilt from the archive. At most `max_in_flight` sends run at once
+//! (lettre's pool does not bound concurrency by itself). Each send is a task
+//! of its own that reports back with `SendFinished`: a burst queues
+//! thousands, and an actor polls all its own futures whenever one wakes.
 //! Takes `SendReport` and `Drain`.
 
 use std::path::PathBuf;
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
 use super::compose::{MailContext, compose_report_mail};
@@ -35,17 +39,20 @@ pub struct MailerDeps {
     pub max_in_flight: usize,
 }
 
-/// A report mail was queued in the outbox as `mail_id`; send it now.
+/// A report mail was queued in the outbox as `mail_id`, held by its
+/// pipeline until `held_until`; send it now.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SendReport {
     pub mail_id: i64,
+    pub held_until: DateTime<Utc>,
     pub context: MailContext,
 }
 
-/// Content of fresh mails, kept until their claim comes back, so they need
-/// not be rebuilt. Entries another node claimed first are dropped after this.
-const FRESH_TTL: Duration = Duration::from_secs(600);
+/// One send task is over (sent, retried, failed or not ours to send).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SendFinished;
 
 pub struct MailerActor {
     deps: Arc<MailerDeps>,
@@ -53,7 +60,6 @@ pub struct MailerActor {
     in_flight: usize,
     polling: bool,
     poll_again: bool,
-    fresh: std::collections::HashMap<i64, (Instant, MailContext)>,
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -66,33 +72,24 @@ impl MailerActor {
             in_flight: 0,
             polling: false,
             poll_again: false,
-            fresh: std::collections::HashMap::new(),
             drained: Vec::new(),
         }
     }
 
-    fn spawn_send(
-        &mut self,
-        ctx: &mut Context<Self>,
-        mail_id: i64,
-        attempts: i32,
-        context: MailContext,
-    ) {
+    /// Runs one send as a task of its own, under a permit.
+    fn spawn_send<F>(&mut self, ctx: &mut Context<Self>, send: F)
+    where
+        F: Future<Output = ()> + 'static,
+    {
         self.in_flight += 1;
-        let deps = Arc::clone(&self.deps);
         let permits = Arc::clone(&self.permits);
-        let fut = async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return;
-            };
-            deliver(&deps, mail_id, attempts, &context).await;
-        };
-        ctx.spawn(fut.into_actor(self).map(|(), act, _| act.finished_one()));
-    }
-
-    fn finished_one(&mut self) {
-        self.in_flight -= 1;
-        self.wake_drained();
+        let me = ctx.address();
+        actix::spawn(async move {
+            if let Ok(_permit) = permits.acquire_owned().await {
+                send.await;
+            }
+            me.do_send(SendFinished);
+        });
     }
 
     fn wake_drained(&mut self) {
@@ -104,7 +101,7 @@ impl MailerActor {
     }
 
     /// Claims due mails and sends them; one poll at a time, and one more
-    /// right after when a fresh mail arrived meanwhile.
+    /// once sends have freed room when this one found none.
     fn poll(&mut self, ctx: &mut Context<Self>) {
         let free = self.deps.max_in_flight.saturating_sub(self.in_flight);
         if self.polling || free == 0 {
@@ -113,50 +110,26 @@ impl MailerActor {
         }
         self.polling = true;
         self.poll_again = false;
-        self.fresh
-            .retain(|_, (queued, _)| queued.elapsed() < FRESH_TTL);
         let deps = Arc::clone(&self.deps);
         let claim = async move {
             deps.archive
                 .claim_due_mails(Utc::now(), free as i64, deps.lease)
                 .await
         };
-        let prepared = claim.into_actor(self).then(|claimed, act, _| {
+        ctx.spawn(claim.into_actor(self).map(|claimed, act, ctx| {
+            act.polling = false;
             let mails = claimed.unwrap_or_else(|err| {
                 tracing::warn!(error = %err, "cannot read the outbox");
                 Vec::new()
             });
-            // Fresh mails come with their content; the rest is rebuilt.
-            let known: Vec<(OutboxMail, Option<MailContext>)> = mails
-                .into_iter()
-                .map(|m| {
-                    let context = act.fresh.remove(&m.id).map(|(_, c)| c);
-                    (m, context)
-                })
-                .collect();
-            let deps = Arc::clone(&act.deps);
-            async move {
-                let mut ready = Vec::with_capacity(known.len());
-                for (mail, context) in known {
-                    let context = match context {
-                        Some(c) => Some(c),
-                        None => rebuild(&deps, &mail).await,
-                    };
-                    if let Some(c) = context {
-                        ready.push((mail.id, mail.attempts, c));
+            for mail in mails {
+                // Not fresh: its content is rebuilt from the archive.
+                let deps = Arc::clone(&act.deps);
+                act.spawn_send(ctx, async move {
+                    if let Some(context) = rebuild(&deps, &mail).await {
+                        deliver(&deps, mail.id, mail.attempts, &context).await;
                     }
-                }
-                ready
-            }
-            .into_actor(act)
-        });
-        ctx.spawn(prepared.map(|ready, act, ctx| {
-            act.polling = false;
-            for (id, attempts, context) in ready {
-                act.spawn_send(ctx, id, attempts, context);
-            }
-            if act.poll_again {
-                act.poll(ctx);
+                });
             }
             act.wake_drained();
         }));
@@ -283,20 +256,46 @@ impl Handler<SendReport> for MailerActor {
     type Result = ();
 
     fn handle(&mut self, msg: SendReport, ctx: &mut Self::Context) {
-        self.fresh
-            .insert(msg.mail_id, (Instant::now(), msg.context));
-        self.poll(ctx);
+        let deps = Arc::clone(&self.deps);
+        self.spawn_send(ctx, async move {
+            let SendReport {
+                mail_id,
+                held_until,
+                context,
+            } = msg;
+            match deps
+                .archive
+                .claim_held_mail(mail_id, held_until, Utc::now(), deps.lease)
+                .await
+            {
+                Ok(Some(mail)) => deliver(&deps, mail.id, mail.attempts, &context).await,
+                Ok(None) => {
+                    tracing::info!(mail_id, "report mail taken over by a poller after its hold; not sent from here")
+                }
+                Err(err) => {
+                    tracing::warn!(mail_id, error = %err, "cannot take the report mail; a poller sends it when its hold ends")
+                }
+            }
+        });
+    }
+}
+
+impl Handler<SendFinished> for MailerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: SendFinished, ctx: &mut Self::Context) {
+        self.in_flight -= 1;
+        if self.poll_again {
+            self.poll(ctx);
+        }
+        self.wake_drained();
     }
 }
 
 impl Handler<Drain> for MailerActor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
-        // Mails queued a moment ago go out within the grace period too.
-        if !self.fresh.is_empty() {
-            self.poll(ctx);
-        }
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.in_flight == 0 && !self.polling {
             let _ = tx.send(());

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use chrono::{SubsecRound, Utc};
 
 use super::convert;
 use super::data::Brand;
@@ -17,6 +18,13 @@ use crate::archive::{Archive, ArchiveOutcome, NewMail};
 use crate::mail::compose::{message_id_for, report_subject};
 use crate::mail::{MailerActor, SendReport};
 use crate::telemetry::names;
+
+/// How long the pipeline holds the outbox row of the mail it is preparing:
+/// no poller (of this node or another) takes it meanwhile, so it is neither
+/// rendered twice nor raced. Longer than a burst's render queue takes to
+/// drain (10,000 reports in under 3 minutes); a node that dies holding mails
+/// releases them on restart (SQLite) or they go out from any node after this.
+pub const MAIL_HOLD: chrono::TimeDelta = chrono::TimeDelta::seconds(300);
 
 /// Settings and services the pipeline needs.
 pub struct ReportDeps {
@@ -135,10 +143,14 @@ async fn process(deps: &ReportDeps, session: FinalizedSession) -> ReportOutcome 
         .next()
         .unwrap_or("localhost")
         .trim_end_matches('>');
+    // Microseconds: both back ends store that, and taking the mail back
+    // compares the stored hold with this value.
+    let held_until = (Utc::now() + MAIL_HOLD).trunc_subsecs(6);
     let mail = NewMail {
         recipients: deps.mail_to.clone(),
         subject: report_subject(&deps.brand.name, archived.name.as_deref()),
         message_id: message_id_for(&archived.session_id, domain),
+        held_until: Some(held_until),
     };
     let outcome = archive_durably(deps, &archived, &mail).await;
     // Archived: the sweeper need never look at this session again.
@@ -159,6 +171,14 @@ async fn process(deps: &ReportDeps, session: FinalizedSession) -> ReportOutcome 
         Err(err) => {
             tracing::error!(error = %err, "report rendering failed; the mailer will render it again");
             metrics::counter!(names::REPORTS, "result" => "failed").increment(1);
+            // Due now rather than when the hold runs out.
+            if let Err(err) = deps
+                .archive
+                .release_held_mail(mail_id, held_until, Utc::now())
+                .await
+            {
+                tracing::warn!(error = %err, "cannot release the report mail; it goes out when its hold ends");
+            }
             return ReportOutcome::Queued;
         }
     };
@@ -187,7 +207,11 @@ async fn process(deps: &ReportDeps, session: FinalizedSession) -> ReportOutcome 
         &deps.brand.name,
         pdf,
     );
-    deps.mailer.do_send(SendReport { mail_id, context });
+    deps.mailer.do_send(SendReport {
+        mail_id,
+        held_until,
+        context,
+    });
     metrics::histogram!(names::FINALIZE_LATENCY).record(started.elapsed().as_secs_f64());
     tracing::info!(pdf = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "report rendered");
     ReportOutcome::Rendered

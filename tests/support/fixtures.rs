@@ -137,6 +137,7 @@ pub fn mail(id: &str) -> NewMail {
         recipients: vec!["sales@example.com".to_owned(), "ceo@example.com".to_owned()],
         subject: format!("Acme Session Report - {id}"),
         message_id: format!("<session-{id}@example.com>"),
+        held_until: None,
     }
 }
 
