@@ -78,7 +78,7 @@ impl ReportRenderer {
             other => other,
         };
         let renders = self.renders.fetch_add(1, Ordering::Relaxed) + 1;
-        if renders % EVICT_EVERY == 0 {
+        if renders.is_multiple_of(EVICT_EVERY) {
             comemo::evict(CACHE_MAX_AGE);
         }
         result
