@@ -30,7 +30,10 @@ SINK_PID=$!
 while [[ ! -s $RUN_DIR/sink.json ]]; do sleep 0.1; done
 start_server LEADCHAT_SMTP_URL="smtp://127.0.0.1:$SINK_PORT" LEADCHAT_INACTIVITY_TIMEOUT="${TIMEOUT}s"
 
-metric() { awk -v m="$1" '$1 == m {print $2; exit}' "$RUN_DIR/metrics.txt"; }
+# metric NAME: the sum of NAME's series, whatever their labels.
+metric() {
+  awk -v m="$1" '$1 == m || index($1, m "{") == 1 {s += $2; n++} END {if (n) print s}' "$RUN_DIR/metrics.txt"
+}
 sample() {
   curl -s "http://$SERVER_ADDR/metrics" >"$RUN_DIR/metrics.txt"
   local keys
