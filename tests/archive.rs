@@ -11,7 +11,7 @@ mod fixtures;
 use std::time::Duration;
 
 use chrono::{Duration as Span, NaiveDate, Utc};
-use fixtures::{Cleanup, archive, at, mail, session};
+use fixtures::{Cleanup, archive, archive_with, at, mail, session};
 use leadchat::archive::{Archive, ArchiveError, ArchiveOutcome, MailStatus, SessionQuery};
 use serde_json::json;
 
@@ -246,15 +246,14 @@ async fn a_held_mail_is_its_pipelines_until_the_hold_runs_out(a: &Archive) {
     let now = Utc::now();
     let held_until = (now + Span::minutes(5)).trunc_subsecs(6);
     let lease = Duration::from_secs(120);
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let s = session(&format!("h-{i}"), at(11, 0, i));
+    let archive_held = |s: leadchat::archive::ArchivedSession| async move {
         let mut m = mail(&s.session_id);
         m.held_until = Some(held_until);
-        match a.archive_session(&s, &m).await.expect("archive") {
-            ArchiveOutcome::Archived { mail_id } => ids.push(mail_id),
-            other => panic!("not archived: {other:?}"),
-        }
+        archive_with(a, &s, &m).await
+    };
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(archive_held(session(&format!("h-{i}"), at(11, 0, i))).await);
     }
     assert!(
         a.claim_due_mails(now, 10, lease)
@@ -312,13 +311,7 @@ async fn a_held_mail_is_its_pipelines_until_the_hold_runs_out(a: &Archive) {
     );
 
     // A pipeline whose render failed hands the mail to the pollers at once.
-    let s = session("h-3", at(11, 0, 3));
-    let mut m = mail(&s.session_id);
-    m.held_until = Some(held_until);
-    let ArchiveOutcome::Archived { mail_id } = a.archive_session(&s, &m).await.expect("archive")
-    else {
-        panic!("not archived")
-    };
+    let mail_id = archive_held(session("h-3", at(11, 0, 3))).await;
     assert!(
         a.release_held_mail(mail_id, held_until, now)
             .await

@@ -131,10 +131,10 @@ impl AdminFeed {
 
     /// A session changed, here or on another node.
     pub(super) fn apply_change(&mut self, view: SessionView, new_entries: &[TranscriptEntry]) {
-        let id = view.session_id.clone();
-        if self.live.get(&id).is_some_and(|old| old.rev > view.rev) {
+        if self.holds_newer(&view) {
             return; // a gathered view already newer than this change
         }
+        let id = view.session_id.clone();
         let watched = self
             .subscribers
             .values()
@@ -173,6 +173,14 @@ impl AdminFeed {
             });
             self.pending.push((None, frame));
         }
+    }
+
+    /// A view of this session newer than `view` is already held (a change
+    /// and a gathered view can arrive in either order).
+    fn holds_newer(&self, view: &SessionView) -> bool {
+        self.live
+            .get(&view.session_id)
+            .is_some_and(|held| held.rev > view.rev)
     }
 
     pub(super) fn has_subscribers(&self) -> bool {
@@ -222,12 +230,8 @@ impl AdminFeed {
         Box::pin(asks.into_actor(self).map(|answers, act, _| {
             act.gathering -= 1;
             for view in answers.into_iter().flatten().flatten() {
-                let stale = act.closed_while_gathering.contains(&view.session_id)
-                    || act
-                        .live
-                        .get(&view.session_id)
-                        .is_some_and(|old| old.rev > view.rev);
-                if !stale {
+                if !act.closed_while_gathering.contains(&view.session_id) && !act.holds_newer(&view)
+                {
                     act.live.insert(view.session_id.clone(), view);
                 }
             }

@@ -24,7 +24,7 @@ use crate::telemetry::names;
 /// rendered twice nor raced. Longer than a burst's render queue takes to
 /// drain (10,000 reports in under 3 minutes); a node that dies holding mails
 /// releases them on restart (SQLite) or they go out from any node after this.
-pub const MAIL_HOLD: chrono::TimeDelta = chrono::TimeDelta::seconds(300);
+const MAIL_HOLD: chrono::TimeDelta = chrono::TimeDelta::seconds(300);
 
 /// Settings and services the pipeline needs.
 pub struct ReportDeps {

@@ -401,6 +401,12 @@ impl SessionActor {
         self.score = score;
     }
 
+    /// Tells the admin feed how the session looks now, with no new lines
+    /// (it was connected, left, or restored).
+    pub(super) fn publish_view(&self) {
+        self.publish(self.transcript.len());
+    }
+
     /// Tells the admin feed how the session looks now, with the transcript
     /// lines from `new_from` on, while anybody watches. Sessions nobody has
     /// said anything in stay off the sales team's screen.
@@ -486,7 +492,7 @@ impl Actor for SessionActor {
         metrics::gauge!(names::LIVE_SESSIONS).increment(1.0);
         self.start_inactivity_timer(ctx);
         // A session restored after a restart or a move reappears on screens.
-        self.publish(self.transcript.len());
+        self.publish_view();
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {

@@ -18,7 +18,7 @@ impl Handler<Connect> for SessionActor {
         }
         self.connections.push((msg.conn_id, msg.socket));
         if self.connections.len() == 1 {
-            self.publish(self.transcript.len());
+            self.publish_view();
         }
         Ok(self.session_frame(msg.resumed, msg.previous_session_id.as_deref()))
     }
@@ -30,7 +30,7 @@ impl Handler<Disconnect> for SessionActor {
     fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
         self.connections.retain(|(id, _)| *id != msg.conn_id);
         if self.connections.is_empty() && self.state == Lifecycle::Live {
-            self.publish(self.transcript.len());
+            self.publish_view();
         }
     }
 }

@@ -11,11 +11,26 @@ use leadchat::store::{LeadRecord, MemoryStore, RedisStore, SessionStore, Session
 use crate::helpers::REDIS_URL;
 
 async fn stores() -> Vec<Arc<dyn SessionStore>> {
+    let (redis, _) = redis_store().await;
+    vec![Arc::new(MemoryStore::new()), Arc::new(redis)]
+}
+
+/// A Redis store under a key prefix of its own, and the prefix.
+async fn redis_store() -> (RedisStore, String) {
     let prefix = format!("test:{}:", ulid::Ulid::new());
-    let redis = RedisStore::connect(REDIS_URL, Keys::new(prefix))
+    let store = RedisStore::connect(REDIS_URL, Keys::new(prefix.clone()))
         .await
         .expect("Redis must be running on 127.0.0.1:6379");
-    vec![Arc::new(MemoryStore::new()), Arc::new(redis)]
+    (store, prefix)
+}
+
+/// A plain connection, to read and write keys behind the store's back.
+async fn raw_redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(REDIS_URL)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn")
 }
 
 fn entry(seq: u64, role: Role, text: &str) -> TranscriptEntry {
@@ -113,10 +128,7 @@ async fn the_finalized_guard_is_taken_exactly_once_under_concurrency() {
 
 #[actix_web::test]
 async fn redis_keys_follow_the_protocol_layout() {
-    let prefix = format!("test:{}:", ulid::Ulid::new());
-    let store = RedisStore::connect(REDIS_URL, Keys::new(prefix.clone()))
-        .await
-        .expect("redis");
+    let (store, prefix) = redis_store().await;
     let id = SessionId::new();
     let now = Utc::now();
     let contact = Contact::parse("Ravi", "ravi@firm.in", "9876543210", "Firm").expect("valid");
@@ -138,11 +150,7 @@ async fn redis_keys_follow_the_protocol_layout() {
         })
         .await
         .expect("persist");
-    let mut conn = redis::Client::open(REDIS_URL)
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = raw_redis().await;
     let session: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
         .arg(format!("{prefix}session:{{{id}}}"))
         .query_async(&mut conn)
@@ -186,16 +194,9 @@ async fn redis_keys_follow_the_protocol_layout() {
 
 #[actix_web::test]
 async fn a_python_era_session_with_only_a_chat_list_loads() {
-    let prefix = format!("test:{}:", ulid::Ulid::new());
-    let store = RedisStore::connect(REDIS_URL, Keys::new(prefix.clone()))
-        .await
-        .expect("redis");
+    let (store, prefix) = redis_store().await;
     let id = SessionId::new();
-    let mut conn = redis::Client::open(REDIS_URL)
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = raw_redis().await;
     let _: () = redis::cmd("RPUSH")
         .arg(format!("{prefix}session:{{{id}}}:chat"))
         .arg("User: hi")
@@ -211,10 +212,7 @@ async fn a_python_era_session_with_only_a_chat_list_loads() {
 
 #[actix_web::test]
 async fn later_writes_rewrite_the_signals_only_when_they_changed() {
-    let prefix = format!("test:{}:", ulid::Ulid::new());
-    let store = RedisStore::connect(REDIS_URL, Keys::new(prefix.clone()))
-        .await
-        .expect("redis");
+    let (store, _) = redis_store().await;
     let id = SessionId::new();
     let now = Utc::now();
     let scored = |name: &str, points: i32| LeadRecord {

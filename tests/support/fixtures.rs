@@ -142,7 +142,12 @@ pub fn mail(id: &str) -> NewMail {
 }
 
 pub async fn archive(a: &Archive, s: &ArchivedSession) -> i64 {
-    match a.archive_session(s, &mail(&s.session_id)).await {
+    archive_with(a, s, &mail(&s.session_id)).await
+}
+
+/// Archives `s` with its report mail `m`; the new mail's id.
+pub async fn archive_with(a: &Archive, s: &ArchivedSession, m: &NewMail) -> i64 {
+    match a.archive_session(s, m).await {
         Ok(ArchiveOutcome::Archived { mail_id }) => mail_id,
         other => panic!("expected Archived, got {other:?}"),
     }
