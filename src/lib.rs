@@ -11,6 +11,7 @@ pub mod report;
 pub mod scoring;
 pub mod session;
 pub mod settings;
+pub mod shutdown;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

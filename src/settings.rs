@@ -128,6 +128,9 @@ pub struct Settings {
     pub fonts_dir: PathBuf,
     /// How often the mailer looks for due mails in the outbox.
     pub mail_poll_interval: HumanDuration,
+    /// How long a claimed mail stays hidden from other senders; renewed
+    /// every third of it while its send runs.
+    pub mail_lease: HumanDuration,
     pub workers: Option<usize>,
     /// Web origins (`https://shop.example`) whose pages may embed the widget:
     /// the visitor WebSocket refuses other `Origin`s with 403 and CORS answers
@@ -185,6 +188,7 @@ impl Default for Settings {
             report_template: None,
             fonts_dir: crate::report::default_fonts_dir(),
             mail_poll_interval: HumanDuration(Duration::from_secs(1)),
+            mail_lease: HumanDuration(Duration::from_secs(120)),
             workers: None,
             allowed_origins: Vec::new(),
             brand: BrandSettings {

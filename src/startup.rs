@@ -13,7 +13,7 @@ use crate::admin::{self, AdminFeed, AttachRegistry, FeedDemand, bus::FeedBus};
 use crate::archive::Archive;
 use crate::bot::{KnowledgeBase, Responder};
 use crate::http::{self, Admission, AppState};
-use crate::mail::{MailTransport, MailerActor, MailerDeps};
+use crate::mail::{MailTransport, MailerActor, MailerDeps, StopMailer};
 use crate::report::{
     Brand, Drain, FinalizeSession, LogoImage, RenderPool, ReportActor, ReportDeps, ReportRenderer,
 };
@@ -53,6 +53,7 @@ pub struct Application {
     registry: Arc<SessionRegistry>,
     pipeline: Pipeline,
     grace: std::time::Duration,
+    shutdown: crate::shutdown::Shutdown,
 }
 
 /// The finalize pipeline's actors.
@@ -95,7 +96,7 @@ impl Pipeline {
             mail_to: mail_to.clone(),
             report_dir: settings.report_dir.clone(),
             poll_interval: settings.mail_poll_interval.0,
-            lease: std::time::Duration::from_secs(120),
+            lease: settings.mail_lease.0,
             max_in_flight: 8,
         })
         .start();
@@ -175,6 +176,7 @@ impl Application {
         let pipeline = Pipeline::start(&settings, archive.clone(), Arc::clone(&store))?;
         let report = report.unwrap_or_else(|| pipeline.report.clone().recipient());
 
+        let shutdown = crate::shutdown::Shutdown::default();
         let feed_demand = FeedDemand::default();
         let feed = AdminFeed::new(node.clone(), bus.clone(), feed_demand.clone()).start();
         let registry = SessionRegistry::new(SessionDeps {
@@ -188,6 +190,7 @@ impl Application {
             inactivity_timeout: settings.inactivity_timeout.0,
             rate: settings.limits.rate,
             node: node.clone(),
+            shutdown: shutdown.clone(),
         });
         feed.do_send(AttachRegistry(Arc::clone(&registry)));
         if let Some(bus) = bus {
@@ -242,7 +245,11 @@ impl Application {
             })?;
         let mut server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-                .shutdown_timeout(settings.shutdown_grace.0.as_secs())
+                // Signals are ours (`run_until_stopped`): sockets close at
+                // once, so connections left after this are requests in
+                // flight, given a few seconds.
+                .disable_signals()
+                .shutdown_timeout(HTTP_SHUTDOWN_TIMEOUT.min(settings.shutdown_grace.0.as_secs()))
                 .backlog(4096)
                 // Chat frames are small and an ack is followed at once by the
                 // bot's answer: with Nagle on, an answer written apart from its
@@ -267,6 +274,7 @@ impl Application {
             registry,
             pipeline,
             grace: settings.shutdown_grace.0,
+            shutdown,
         })
     }
 
@@ -282,30 +290,98 @@ impl Application {
         Arc::clone(&self.registry)
     }
 
-    /// A handle that stops the server (as SIGTERM would).
+    /// A handle that stops the HTTP server (tests; SIGTERM goes through
+    /// `stop`).
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM / Ctrl-C. Every acknowledged event is already in
-    /// the store, so live sessions survive the restart; they are not finalized.
+    /// What stops the node as SIGTERM does (`Shutdown::trigger`).
+    pub fn shutdown(&self) -> crate::shutdown::Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Serves until SIGTERM / Ctrl-C (or `shutdown().trigger()`). Every
+    /// acknowledged event is already in the store, so live sessions survive
+    /// the restart; they are not finalized. Sockets are closed at once
+    /// (1012); reports in flight, then the mails in flight, get the grace
+    /// period; queued mails stay in the durable outbox for the next start.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await?;
-        // In-flight reports, then the mails they queued, get the grace period;
-        // anything unfinished stays in the durable outbox for the next start.
-        let drained = tokio::time::timeout(self.grace, async {
-            let _ = self.pipeline.report.send(Drain).await;
-            let _ = self.pipeline.mailer.send(Drain).await;
+        let Self {
+            server,
+            registry,
+            pipeline,
+            grace,
+            shutdown,
+            ..
+        } = self;
+        let handle = server.handle();
+        let signals = shutdown.clone();
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stop signal received; closing connections");
+            signals.trigger();
+        });
+        let stopping = shutdown.wait();
+        let live_at_stop = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = std::sync::Arc::clone(&live_at_stop);
+        let counted = std::sync::Arc::clone(&registry);
+        actix_web::rt::spawn(async move {
+            stopping.await;
+            // Counted before the workers stop and take their actors along.
+            seen.store(counted.live_count(), std::sync::atomic::Ordering::Release);
+            handle.stop(true).await;
+        });
+        let served = server.await;
+        if !shutdown.stopping() {
+            // Stopped through the server handle: the same stop from here on.
+            live_at_stop.store(registry.live_count(), std::sync::atomic::Ordering::Release);
+            shutdown.trigger();
+        }
+        let drained = tokio::time::timeout(grace, async {
+            let _ = pipeline.report.send(Drain).await;
+            let _ = pipeline.mailer.send(Drain).await;
         })
         .await;
         if drained.is_err() {
             tracing::warn!("grace period over; unfinished mails stay queued in the outbox");
         }
+        // The mailer's SMTP pool is dropped here, inside the runtime (its
+        // drop spawns a task; outside a runtime that panics).
+        let _ = pipeline.mailer.send(StopMailer).await;
         tracing::info!(
-            live_sessions = self.registry.live_count(),
+            live_sessions = live_at_stop.load(std::sync::atomic::Ordering::Acquire),
             "stopped; live sessions stay in the store"
         );
-        Ok(())
+        served
+    }
+}
+
+/// How long in-flight HTTP requests get once the node stops (sockets are
+/// closed at once; reports and mails have their own grace).
+const HTTP_SHUTDOWN_TIMEOUT: u64 = 3;
+
+/// SIGTERM or Ctrl-C.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

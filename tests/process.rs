@@ -278,3 +278,137 @@ async fn a_thousand_sessions_timing_out_together_across_two_nodes_give_a_thousan
     drop((a, b));
     shared.drop_schema().await;
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The close code the server sends next (other frames are skipped).
+async fn close_code(ws: &mut Ws, wait: Duration) -> Option<u16> {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// A visitor who gave contact details and one message, still connected.
+async fn live_visitor(addr: &str) -> (Ws, String) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("connect");
+    let id = recv(&mut ws).await["session_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    ws.send(Message::text(
+        json!({"type":"contact","name":"Kim","email":"kim@firm.example"}).to_string(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(recv(&mut ws).await["type"], "contact_ok");
+    ws.send(Message::text(
+        json!({"type":"message","text":"price for 20 t?","client_msg_id":"p1"}).to_string(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(recv(&mut ws).await["type"], "ack");
+    (ws, id)
+}
+
+/// Issue 14 item 10: SIGTERM closes sockets at once with 1012, finalizes
+/// nothing (not even a session whose timeout falls inside the old 30 s
+/// grace), exits 0 without a panic well inside 2 s, and logs the true count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_at_once_finalizes_nothing_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/archive.db", dir.path().display());
+    let outbox = dir.path().join("outbox");
+    let outbox_s = outbox.display().to_string();
+    let prefix = format!("test:{}:", ulid::Ulid::new());
+    let env = [
+        ("LEADCHAT_REDIS_URL", REDIS_URL),
+        ("LEADCHAT_REDIS_PREFIX", prefix.as_str()),
+        ("LEADCHAT_DATABASE_URL", db.as_str()),
+        ("LEADCHAT_OUTBOX_DIR", outbox_s.as_str()),
+        ("LEADCHAT_INACTIVITY_TIMEOUT", "3s"),
+    ];
+    let mut server = start(&env);
+    let (mut ws, _id) = live_visitor(&server.addr).await;
+    let (mut other, _) = live_visitor(&server.addr).await;
+    let asked = std::time::Instant::now();
+    server.terminate();
+    assert_eq!(
+        close_code(&mut ws, Duration::from_secs(2)).await,
+        Some(1012)
+    );
+    assert_eq!(
+        close_code(&mut other, Duration::from_secs(2)).await,
+        Some(1012)
+    );
+    let code = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(10)));
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "{}", server.log_text());
+    eprintln!("SIGTERM to exit: {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let log = server.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("live_sessions=2"), "{log}");
+    assert!(!log.contains("session finalized"), "{log}");
+    // The sessions outlive the process: nothing was mailed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mails = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(mails, 0);
+}
+
+/// Issue 14 item 10: a mail SMTP refuses does not hold the stop (it stays
+/// queued), and after a start it is tried at once: it goes out within
+/// seconds of SMTP answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_smtp_refuses_does_not_hold_sigterm_and_goes_out_at_once_after_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/archive.db", dir.path().display());
+    let reports = dir.path().join("reports").display().to_string();
+    let smtp_port = smtp::free_port();
+    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
+    let env = [
+        ("LEADCHAT_DATABASE_URL", db.as_str()),
+        ("LEADCHAT_REPORT_DIR", reports.as_str()),
+        ("LEADCHAT_SMTP_URL", smtp_url.as_str()),
+    ];
+    let mut server = start(&env);
+    let (_ws, id) = live_visitor(&server.addr).await;
+    let res = reqwest::Client::new()
+        .post(format!("http://{}/end_session", server.addr))
+        .json(&json!({"session_id": id}))
+        .send()
+        .await
+        .expect("end_session");
+    assert_eq!(res.status().as_u16(), 200);
+    // Let the mailer fail a few sends against the closed port.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let asked = std::time::Instant::now();
+    server.terminate();
+    let code = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(20)));
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "{}", server.log_text());
+    eprintln!("SIGTERM to exit with a refused mail queued: {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(!server.log_text().contains("panicked"));
+
+    let inbox = smtp::Inbox::default();
+    smtp::serve_on(smtp_port, inbox.clone());
+    let started = std::time::Instant::now();
+    let _server = start(&env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while inbox.received().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = started.elapsed();
+    eprintln!("queued mail out {after:?} after the start");
+    assert_eq!(inbox.received().len(), 1);
+    assert!(after < Duration::from_secs(5), "{after:?}");
+}

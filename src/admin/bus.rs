@@ -16,9 +16,10 @@ use super::messages::{ChannelSubscribed, RemoteEvent};
 use super::view::SessionView;
 use std::sync::Arc;
 
+use crate::domain::EndReason;
 use crate::domain::TranscriptEntry;
 use crate::scoring::Priority;
-use crate::session::{HandOver, SessionRegistry};
+use crate::session::{EndOutcome, EndSession, HandOver, SessionRegistry};
 use crate::store::conn::RedisConn;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +56,32 @@ pub enum BusEvent {
         node: String,
         session_id: String,
     },
+    /// `node` asks `owner` to end a session it holds (an admin on `node`
+    /// pressed "End this chat"); the session is finalized where it lives,
+    /// so its visitor gets `ended` there.
+    EndRemote {
+        node: String,
+        owner: String,
+        session_id: String,
+    },
+    /// `node` (the owner) answers `requester`'s `EndRemote`.
+    EndedRemote {
+        node: String,
+        requester: String,
+        session_id: String,
+        outcome: RemoteEnd,
+    },
+}
+
+/// What became of a forwarded end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteEnd {
+    Finalized,
+    AlreadyFinalized,
+    Unavailable,
+    /// The owner no longer holds the session (it moved, or ended).
+    NotHere,
 }
 
 impl BusEvent {
@@ -65,7 +92,9 @@ impl BusEvent {
             | BusEvent::Hello { node }
             | BusEvent::Interest { node, .. }
             | BusEvent::Release { node, .. }
-            | BusEvent::Released { node, .. } => node,
+            | BusEvent::Released { node, .. }
+            | BusEvent::EndRemote { node, .. }
+            | BusEvent::EndedRemote { node, .. } => node,
         }
     }
 }
@@ -173,7 +202,27 @@ async fn listen(
             }) if from != node => {
                 registry.handover_done(&session_id);
             }
-            Ok(BusEvent::Release { .. } | BusEvent::Released { .. }) => {}
+            Ok(BusEvent::EndRemote {
+                node: from,
+                owner,
+                session_id,
+            }) if owner == node => {
+                end_here(registry, bus, node, from, session_id);
+            }
+            Ok(BusEvent::EndedRemote {
+                requester,
+                session_id,
+                outcome,
+                ..
+            }) if requester == node => {
+                registry.forwarded_end_done(&session_id, outcome);
+            }
+            Ok(
+                BusEvent::Release { .. }
+                | BusEvent::Released { .. }
+                | BusEvent::EndRemote { .. }
+                | BusEvent::EndedRemote { .. },
+            ) => {}
             Ok(event) if event.node() != node => feed.do_send(RemoteEvent(event)),
             Ok(_) => {}
             Err(err) => tracing::debug!(error = %err, "ignoring a malformed admin feed event"),
@@ -207,6 +256,44 @@ fn release(registry: &Arc<SessionRegistry>, bus: &FeedBus, node: &str, session_i
             tracing::warn!(session_id, "handing over before held writes reached Redis");
         }
         bus.publish(&BusEvent::Released { node, session_id }).await;
+    });
+}
+
+/// Ends a session this node holds for an admin on `requester`, and says
+/// how that went.
+fn end_here(
+    registry: &Arc<SessionRegistry>,
+    bus: &FeedBus,
+    node: &str,
+    requester: String,
+    session_id: String,
+) {
+    let registry = Arc::clone(registry);
+    let bus = bus.clone();
+    let node = node.to_owned();
+    actix::spawn(async move {
+        let addr = crate::domain::SessionId::parse(&session_id).and_then(|id| registry.get(id));
+        let outcome = match addr {
+            None => RemoteEnd::NotHere,
+            Some(addr) => match addr
+                .send(EndSession {
+                    reason: EndReason::Admin,
+                    report_done: None,
+                })
+                .await
+            {
+                Ok(EndOutcome::Finalized) => RemoteEnd::Finalized,
+                Ok(EndOutcome::AlreadyFinalized) | Err(_) => RemoteEnd::AlreadyFinalized,
+                Ok(EndOutcome::Unavailable) => RemoteEnd::Unavailable,
+            },
+        };
+        bus.publish(&BusEvent::EndedRemote {
+            node,
+            requester,
+            session_id,
+            outcome,
+        })
+        .await;
     });
 }
 

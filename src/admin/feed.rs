@@ -77,6 +77,10 @@ pub struct AdminFeed {
     registry: Option<Arc<SessionRegistry>>,
     /// Gatherings in progress (demand holds while they run).
     gathering: usize,
+    /// First looks being prepared: their own views gathered, the other
+    /// nodes given `SETTLE` to answer. Demand holds until the snapshot is
+    /// taken, or the views gathered for it would be dropped meanwhile.
+    preparing: usize,
     /// Sessions that ended while views were being gathered.
     closed_while_gathering: HashSet<String>,
 }
@@ -119,6 +123,7 @@ impl AdminFeed {
             demand,
             registry: None,
             gathering: 0,
+            preparing: 0,
             closed_while_gathering: HashSet::new(),
             live: HashMap::new(),
             subscribers: HashMap::new(),
@@ -197,6 +202,7 @@ impl AdminFeed {
     fn wanted_now(&mut self) -> bool {
         !self.subscribers.is_empty()
             || self.gathering > 0
+            || self.preparing > 0
             || self.interest.remote_wanted(Instant::now())
     }
 
@@ -244,7 +250,9 @@ impl AdminFeed {
     /// Gathers what a first look needs: this node's views, and the other
     /// nodes' when they are not held yet (they are asked, then given
     /// `SETTLE` to answer).
+    /// The caller must call `prepared` once it has used the views.
     fn prepare_views(&mut self, ctx: &mut Context<Self>) -> ResponseActFuture<Self, ()> {
+        self.preparing += 1;
         let gathered = self.gather_own_views();
         let settle = self.ask_for_remote_views(ctx);
         Box::pin(gathered.then(move |(), act, _| {
@@ -255,6 +263,23 @@ impl AdminFeed {
             };
             wait.into_actor(act)
         }))
+    }
+
+    /// A first look prepared by `prepare_views` has been taken.
+    fn prepared(&mut self) {
+        self.preparing = self.preparing.saturating_sub(1);
+    }
+
+    /// Admins are watching but the sessions were told nobody is (the demand
+    /// lapsed between two admins, say): gather again, so the feed never
+    /// stays silent while someone looks at it.
+    fn restore_demand_if_watched(&mut self, ctx: &mut Context<Self>) {
+        if !self.subscribers.is_empty() && !self.demand.wanted() {
+            let gathered = self.gather_own_views();
+            ctx.spawn(gathered.map(|(), act, _| {
+                act.dirty.extend(act.live.keys().cloned());
+            }));
+        }
     }
 
     fn snapshot(&self) -> ByteString {
@@ -337,6 +362,7 @@ impl Actor for AdminFeed {
             act.publish(ctx, None, watching);
             act.drop_lapsed_remote_views();
             act.release_views_if_unwanted();
+            act.restore_demand_if_watched(ctx);
             act.flush();
             metrics::gauge!(crate::telemetry::names::FEED_SESSIONS).set(act.live.len() as f64);
         });
@@ -405,6 +431,7 @@ impl Handler<Subscribe> for AdminFeed {
         let prepared = self.prepare_views(ctx);
         // Subscribed only with the snapshot, so no update comes first.
         Box::pin(prepared.map(move |(), act, _| {
+            act.prepared();
             act.subscribers.insert(
                 msg.subscriber,
                 Subscriber {
@@ -442,6 +469,7 @@ impl Handler<ListLive> for AdminFeed {
     fn handle(&mut self, _: ListLive, ctx: &mut Self::Context) -> Self::Result {
         let prepared = self.prepare_views(ctx);
         Box::pin(prepared.map(|(), act, _| {
+            act.prepared();
             let mut sessions: Vec<SessionView> = act.live.values().cloned().collect();
             sessions.sort_by(urgency);
             sessions

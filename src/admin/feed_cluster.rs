@@ -115,7 +115,10 @@ impl Handler<RemoteEvent> for AdminFeed {
                 self.apply_close(&session_id, &reason, priority, report.as_deref());
             }
             // Handled by the listener and the registry, not the feed.
-            BusEvent::Release { .. } | BusEvent::Released { .. } => {}
+            BusEvent::Release { .. }
+            | BusEvent::Released { .. }
+            | BusEvent::EndRemote { .. }
+            | BusEvent::EndedRemote { .. } => {}
             BusEvent::Hello { .. } => {
                 // A node joined (nodes of earlier versions expect this).
                 if self.holds_own_views() {

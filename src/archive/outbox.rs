@@ -139,6 +139,33 @@ impl Archive {
         Ok(outbox_mails(row.into_iter().collect())?.pop())
     }
 
+    /// Renews a claim while its send runs: moves the lease from `held_until`
+    /// (the claim's own expiry, its token) to `until`. `false` when the claim
+    /// is no longer this sender's (the mail was recorded, or another sender
+    /// took it after the lease ran out). A send that outlasts one lease keeps
+    /// renewing, so no second sender starts while the first still talks to
+    /// the SMTP server.
+    pub async fn renew_claim(
+        &self,
+        id: i64,
+        held_until: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, ArchiveError> {
+        let updated = on_pool!(self, |pool, ts| {
+            sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND status = 'pending' \
+                 AND next_attempt_at = $2",
+            )
+            .bind(id)
+            .bind(ts(held_until))
+            .bind(ts(until))
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(updated == 1)
+    }
+
     /// Gives up a pipeline's hold on its mail (its report could not be
     /// rendered): the mail is due at `now`, for a poller to rebuild. `false`
     /// when the hold was no longer the pipeline's.

@@ -10,10 +10,11 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
+use crate::admin::bus::RemoteEnd;
 use crate::admin::{ListLive, SessionView};
 use crate::archive::{MailStatus, SessionQuery};
 use crate::domain::{EndReason, SessionId};
-use crate::session::{EndOutcome, EndSession, GetTranscript};
+use crate::session::{EndOutcome, EndSession, GetTranscript, Lookup};
 use crate::wire::ErrorCode;
 
 /// `Ok` when the request carries the admin token.
@@ -222,18 +223,10 @@ pub async fn end_session(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = admin_session_id(&req, &state, &path)?;
-    let Some(addr) = state.registry.get(id) else {
-        return Err(ApiError::not_found(
-            "no live session with this id on this node",
-        ));
+    let outcome = match state.registry.get(id) {
+        Some(addr) => end_here(&addr).await,
+        None => end_anywhere(&state, id).await?,
     };
-    let outcome = addr
-        .send(EndSession {
-            reason: EndReason::Admin,
-            report_done: None,
-        })
-        .await
-        .unwrap_or(EndOutcome::AlreadyFinalized);
     let status = match outcome {
         EndOutcome::Finalized => "success",
         EndOutcome::AlreadyFinalized => "already_finalized",
@@ -247,6 +240,38 @@ pub async fn end_session(
         .json(serde_json::json!({ "status": status, "session_id": id.to_string() })))
 }
 
+async fn end_here(addr: &actix::Addr<crate::session::SessionActor>) -> EndOutcome {
+    addr.send(EndSession {
+        reason: EndReason::Admin,
+        report_done: None,
+    })
+    .await
+    .unwrap_or(EndOutcome::AlreadyFinalized)
+}
+
+/// A session not live on this node: its owner ends it (over the cluster
+/// channel), or, when no live node holds it, it is restored here and ended.
+async fn end_anywhere(state: &AppState, id: SessionId) -> Result<EndOutcome, ApiError> {
+    let unavailable = |_| ApiError::unavailable("session store unavailable; try again");
+    if let Some(outcome) = state.registry.end_on_owner(id).await.map_err(unavailable)? {
+        return Ok(match outcome {
+            RemoteEnd::Finalized => EndOutcome::Finalized,
+            RemoteEnd::Unavailable => EndOutcome::Unavailable,
+            RemoteEnd::AlreadyFinalized | RemoteEnd::NotHere => EndOutcome::AlreadyFinalized,
+        });
+    }
+    match state
+        .registry
+        .find_or_restore(id)
+        .await
+        .map_err(unavailable)?
+    {
+        Lookup::Live(addr) => Ok(end_here(&addr).await),
+        Lookup::Finalized => Ok(EndOutcome::AlreadyFinalized),
+        Lookup::Unknown => Err(ApiError::not_found("no such session")),
+    }
+}
+
 /// `GET /api/sessions/{id}`: one session with its transcript and signals —
 /// live from its actor, else from the archive with its mail status.
 pub async fn get_session(
@@ -255,14 +280,32 @@ pub async fn get_session(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = admin_session_id(&req, &state, &path)?;
-    if let Some(addr) = state.registry.get(id)
-        && let Ok(transcript) = addr.send(GetTranscript).await
-        && let Ok(live) = state.feed.send(ListLive).await
+    // Live on any node: the feed holds its view; the transcript comes from
+    // its actor here, or from the store, where the owner wrote every line
+    // it acknowledged.
+    if let Ok(live) = state.feed.send(ListLive).await
         && let Some(view) = live.into_iter().find(|s| s.session_id == id.to_string())
     {
-        let mut body = serde_json::to_value(&view).unwrap_or_default();
-        body["transcript"] = serde_json::to_value(&transcript).unwrap_or_default();
-        return Ok(HttpResponse::Ok().json(body));
+        let transcript = match state.registry.get(id) {
+            Some(addr) => addr.send(GetTranscript).await.ok(),
+            None => None,
+        };
+        let transcript = match transcript {
+            Some(t) => Some(t),
+            None => state
+                .store
+                .load(id)
+                .await
+                .ok()
+                .flatten()
+                .filter(|s| !s.finalized)
+                .map(|s| s.entries),
+        };
+        if let Some(transcript) = transcript {
+            let mut body = serde_json::to_value(&view).unwrap_or_default();
+            body["transcript"] = serde_json::to_value(&transcript).unwrap_or_default();
+            return Ok(HttpResponse::Ok().json(body));
+        }
     }
     let detail = archived(&state, id).await?;
     let s = &detail.session;

@@ -57,19 +57,28 @@ pub async fn end_session(
             Err(_) => EndOutcome::AlreadyFinalized,
         },
     };
-    if outcome == EndOutcome::Finalized {
-        // "PDF generated" means it: wait for the render (bounded; the mail
-        // is queued durably either way).
-        match tokio::time::timeout(REPORT_WAIT, report_rx).await {
-            Ok(Ok(ReportOutcome::Rendered | ReportOutcome::AlreadyArchived)) => {}
-            _ => tracing::warn!(session_id = %id, "report not rendered in time; it stays queued"),
-        }
-    }
+    // "PDF generated" means it: wait for the render (bounded; the mail is
+    // queued durably either way, and a report not ready in time is
+    // answered 202 "queued").
+    let rendered = outcome == EndOutcome::Finalized
+        && match tokio::time::timeout(REPORT_WAIT, report_rx).await {
+            Ok(Ok(ReportOutcome::Rendered | ReportOutcome::AlreadyArchived)) => true,
+            _ => {
+                tracing::warn!(session_id = %id, "report not rendered in time; it stays queued");
+                false
+            }
+        };
     let report = format!("session_{id}.pdf");
     match outcome {
-        EndOutcome::Finalized => Ok(HttpResponse::Ok().json(serde_json::json!({
+        EndOutcome::Finalized if rendered => Ok(HttpResponse::Ok().json(serde_json::json!({
             "status": "success",
             "message": "PDF generated",
+            "session_id": id.to_string(),
+            "report": report,
+        }))),
+        EndOutcome::Finalized => Ok(HttpResponse::Accepted().json(serde_json::json!({
+            "status": "queued",
+            "message": "the session is finalized; its report is still being prepared and will be mailed",
             "session_id": id.to_string(),
             "report": report,
         }))),

@@ -49,6 +49,12 @@ pub struct SendReport {
     pub context: MailContext,
 }
 
+/// Stop the mailer (after `Drain`, at shutdown): its SMTP pool is dropped
+/// on the actor's own thread, inside the runtime.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopMailer;
+
 /// One send task is over (sent, retried, failed or not ours to send).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -61,6 +67,9 @@ pub struct MailerActor {
     polling: bool,
     poll_again: bool,
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Draining for a shutdown: sends in flight finish, nothing new is
+    /// claimed (queued mails stay durable for the next start).
+    stopping: bool,
 }
 
 impl MailerActor {
@@ -73,6 +82,7 @@ impl MailerActor {
             polling: false,
             poll_again: false,
             drained: Vec::new(),
+            stopping: false,
         }
     }
 
@@ -103,6 +113,9 @@ impl MailerActor {
     /// Claims due mails and sends them; one poll at a time, and one more
     /// once sends have freed room when this one found none.
     fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
         let free = self.deps.max_in_flight.saturating_sub(self.in_flight);
         if self.polling || free == 0 {
             self.poll_again = true;
@@ -127,7 +140,7 @@ impl MailerActor {
                 let deps = Arc::clone(&act.deps);
                 act.spawn_send(ctx, async move {
                     if let Some(context) = rebuild(&deps, &mail).await {
-                        deliver(&deps, mail.id, mail.attempts, &context).await;
+                        deliver(&deps, &mail, &context).await;
                     }
                 });
             }
@@ -194,7 +207,8 @@ async fn rebuild(deps: &MailerDeps, mail: &OutboxMail) -> Option<MailContext> {
 }
 
 #[tracing::instrument(name = "send_report", skip_all, fields(session_id = %context.session_id, mail_id))]
-async fn deliver(deps: &MailerDeps, mail_id: i64, attempts: i32, context: &MailContext) {
+async fn deliver(deps: &MailerDeps, mail: &OutboxMail, context: &MailContext) {
+    let (mail_id, attempts) = (mail.id, mail.attempts);
     let message = match compose_report_mail(context) {
         Ok(m) => m,
         Err(err) => {
@@ -205,7 +219,7 @@ async fn deliver(deps: &MailerDeps, mail_id: i64, attempts: i32, context: &MailC
         }
     };
     let started = Instant::now();
-    let result = deps.transport.send(&message).await;
+    let result = send_under_lease(deps, mail, &message).await;
     metrics::histogram!(names::MAIL_LATENCY).record(started.elapsed().as_secs_f64());
     let recorded = match result {
         Ok(()) => {
@@ -229,6 +243,42 @@ async fn deliver(deps: &MailerDeps, mail_id: i64, attempts: i32, context: &MailC
     if let Err(err) = recorded {
         // The lease brings the mail back; the stable Message-ID marks a resend.
         tracing::error!(error = %err, "cannot record the mail's outcome in the outbox");
+    }
+}
+
+/// Sends `message` while renewing the mail's claim every third of the lease,
+/// so however long the SMTP server takes, no other poller or node sees the
+/// mail due and sends it a second time. If this process dies mid-send the
+/// lease runs out and the resend carries the same Message-ID.
+async fn send_under_lease(
+    deps: &MailerDeps,
+    mail: &OutboxMail,
+    message: &lettre::Message,
+) -> Result<(), SendError> {
+    let lease = chrono::Duration::from_std(deps.lease).unwrap_or(chrono::Duration::seconds(120));
+    let every = (deps.lease / 3).max(Duration::from_millis(50));
+    let mut held = mail.next_attempt_at;
+    let send = deps.transport.send(message);
+    tokio::pin!(send);
+    loop {
+        tokio::select! {
+            result = &mut send => return result,
+            () = tokio::time::sleep(every) => {
+                use chrono::SubsecRound;
+                let until = (Utc::now() + lease).trunc_subsecs(6);
+                match deps.archive.renew_claim(mail.id, held, until).await {
+                    Ok(true) => held = until,
+                    Ok(false) => {
+                        // Recorded or taken over meanwhile: the send in
+                        // progress finishes, but nothing else is claimed.
+                        tracing::warn!(mail_id = mail.id, "the claim on a mail in flight was lost");
+                    }
+                    Err(err) => {
+                        tracing::warn!(mail_id = mail.id, error = %err, "cannot renew the claim on a mail in flight");
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -268,7 +318,7 @@ impl Handler<SendReport> for MailerActor {
                 .claim_held_mail(mail_id, held_until, Utc::now(), deps.lease)
                 .await
             {
-                Ok(Some(mail)) => deliver(&deps, mail.id, mail.attempts, &context).await,
+                Ok(Some(mail)) => deliver(&deps, &mail, &context).await,
                 Ok(None) => {
                     tracing::info!(mail_id, "report mail taken over by a poller after its hold; not sent from here")
                 }
@@ -296,6 +346,7 @@ impl Handler<Drain> for MailerActor {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.in_flight == 0 && !self.polling {
             let _ = tx.send(());
@@ -305,5 +356,14 @@ impl Handler<Drain> for MailerActor {
         Box::pin(async move {
             let _ = rx.await;
         })
+    }
+}
+
+impl Handler<StopMailer> for MailerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopMailer, ctx: &mut Self::Context) {
+        self.stopping = true;
+        ctx.stop();
     }
 }

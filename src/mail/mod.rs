@@ -10,7 +10,7 @@ mod actor;
 pub mod compose;
 pub mod transport;
 
-pub use actor::{MailerActor, MailerDeps, SendReport};
+pub use actor::{MailerActor, MailerDeps, SendReport, StopMailer};
 
 use thiserror::Error;
 

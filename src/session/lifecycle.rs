@@ -42,6 +42,11 @@ impl SessionActor {
         }
         self.timer = Some(ctx.run_later(wait, |act, ctx| {
             act.timer = None;
+            if act.registry.deps().shutdown.stopping() {
+                // A stopping node finalizes nothing: the session stays in
+                // the store for a resume elsewhere or the sweeper.
+                return;
+            }
             act.finalize(ctx, EndReason::Inactivity, None);
         }));
     }

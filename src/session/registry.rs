@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::actor::SessionActor;
-use crate::admin::bus::{BusEvent, FeedBus};
+use crate::admin::bus::{BusEvent, FeedBus, RemoteEnd};
 use crate::admin::{AdminFeed, FeedDemand};
 use crate::bot::Responder;
 use crate::domain::SessionId;
@@ -34,6 +34,8 @@ pub struct SessionDeps {
     pub inactivity_timeout: Duration,
     pub rate: RateSetting,
     pub node: String,
+    /// The node's stop signal: sockets close, timers finalize nothing.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 pub struct SessionRegistry {
@@ -41,6 +43,8 @@ pub struct SessionRegistry {
     deps: Arc<SessionDeps>,
     /// Restores waiting for another node to release a session.
     handovers: DashMap<String, tokio::sync::oneshot::Sender<()>>,
+    /// Admin ends waiting for the owning node's answer.
+    forwarded_ends: DashMap<String, tokio::sync::oneshot::Sender<RemoteEnd>>,
 }
 
 /// How long a restore waits for the previous owner to let go; a dead owner
@@ -71,6 +75,7 @@ impl SessionRegistry {
             live: DashMap::new(),
             deps: Arc::new(deps),
             handovers: DashMap::new(),
+            forwarded_ends: DashMap::new(),
         })
     }
 
@@ -173,6 +178,52 @@ impl SessionRegistry {
         };
         self.deps.store.set_owner(id, me).await?;
         Ok(moved)
+    }
+
+    /// Asks the live node that owns `id` to end it (an admin here ended a
+    /// session that lives elsewhere). `None` when no other live node holds
+    /// it or the owner did not answer in time: the caller takes the session
+    /// over and ends it here.
+    pub async fn end_on_owner(&self, id: SessionId) -> Result<Option<RemoteEnd>, StoreError> {
+        let me = self.deps.node.as_str();
+        let Some(bus) = &self.deps.bus else {
+            return Ok(None);
+        };
+        let Some(stored) = self.deps.store.load(id).await? else {
+            return Ok(None);
+        };
+        let owner = match stored.node.as_deref() {
+            Some(owner) if owner != me && !stored.finalized => owner.to_owned(),
+            _ => return Ok(None),
+        };
+        if !self.deps.store.node_alive(&owner).await? {
+            return Ok(None);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.forwarded_ends.insert(id.to_string(), tx);
+        bus.publish(&BusEvent::EndRemote {
+            node: me.to_owned(),
+            owner: owner.clone(),
+            session_id: id.to_string(),
+        })
+        .await;
+        let answer = tokio::time::timeout(HANDOVER_WAIT, rx).await;
+        self.forwarded_ends.remove(&id.to_string());
+        match answer {
+            Ok(Ok(RemoteEnd::NotHere)) | Ok(Err(_)) => Ok(None),
+            Ok(Ok(outcome)) => Ok(Some(outcome)),
+            Err(_) => {
+                tracing::warn!(session_id = %id, owner, "owner did not answer a forwarded end in time");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The owner answered a forwarded end (cluster channel).
+    pub fn forwarded_end_done(&self, session_id: &str, outcome: RemoteEnd) {
+        if let Some((_, tx)) = self.forwarded_ends.remove(session_id) {
+            let _ = tx.send(outcome);
+        }
     }
 
     /// The previous owner released `session_id` (cluster channel).

@@ -60,7 +60,9 @@ impl Sweeper {
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
-        if self.sweeping {
+        if self.sweeping || self.registry.deps().shutdown.stopping() {
+            // A stopping node takes over no sessions: another node or the
+            // next start sweeps them.
             return;
         }
         self.sweeping = true;

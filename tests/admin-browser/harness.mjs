@@ -52,7 +52,15 @@ export function startServer() {
     NO_COLOR: '1',
     RUST_LOG: process.env.RUST_LOG || 'info',
   };
-  delete env.LEADCHAT_REDIS_URL; // the embedded store: one node, nothing to set up
+  // ADMIN_E2E_STORE=redis runs the same dashboard against the Redis on
+  // 127.0.0.1:6379 (a key prefix of its own), as production runs; else the
+  // embedded store.
+  if (process.env.ADMIN_E2E_STORE === 'redis') {
+    env.LEADCHAT_REDIS_URL = process.env.ADMIN_E2E_REDIS_URL || 'redis://127.0.0.1:6379';
+    env.LEADCHAT_REDIS_PREFIX = `e2e:${process.pid}:${Date.now()}:`;
+  } else {
+    delete env.LEADCHAT_REDIS_URL;
+  }
   const child = spawn(leadchatBinary(), ['serve'], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   return new Promise((resolvePromise, reject) => {

@@ -9,7 +9,13 @@ use crate::helpers::*;
 const TOKEN: &str = "feed-token-0123456789";
 
 async fn admin_app() -> TestApp {
-    let mut settings = test_settings(StoreKind::Memory);
+    admin_app_on(StoreKind::Memory).await
+}
+
+/// One node on `kind`: the feed must behave the same with Redis (where it
+/// also listens on the cluster channel) as without.
+async fn admin_app_on(kind: StoreKind) -> TestApp {
+    let mut settings = test_settings(kind);
     settings.admin_token = Some(TOKEN.into());
     spawn_full_app(settings).await
 }
@@ -46,7 +52,13 @@ async fn the_feed_refuses_a_missing_or_wrong_token_before_the_upgrade() {
 
 #[actix_web::test]
 async fn admins_see_sessions_appear_change_priority_and_end_live() {
-    let app = admin_app().await;
+    for kind in BOTH {
+        admins_see_sessions_appear_change_priority_and_end_live_on(kind).await;
+    }
+}
+
+async fn admins_see_sessions_appear_change_priority_and_end_live_on(kind: StoreKind) {
+    let app = admin_app_on(kind).await;
     let mut feed = admin(&app).await;
     let snapshot = feed.recv().await;
     assert_eq!(snapshot, json!({"type":"snapshot","sessions":[]}));
@@ -113,7 +125,13 @@ async fn admins_see_sessions_appear_change_priority_and_end_live() {
 
 #[actix_web::test]
 async fn the_snapshot_is_most_urgent_first() {
-    let app = admin_app().await;
+    for kind in BOTH {
+        the_snapshot_is_most_urgent_first_on(kind).await;
+    }
+}
+
+async fn the_snapshot_is_most_urgent_first_on(kind: StoreKind) {
+    let app = admin_app_on(kind).await;
     let (mut cold, _) = app.connect(None).await;
     cold.message("hello", "c").await;
     let (mut hot, hot_session) = app.connect(None).await;
@@ -134,7 +152,13 @@ async fn the_snapshot_is_most_urgent_first() {
 
 #[actix_web::test]
 async fn an_admin_watches_a_transcript_grow() {
-    let app = admin_app().await;
+    for kind in BOTH {
+        an_admin_watches_a_transcript_grow_on(kind).await;
+    }
+}
+
+async fn an_admin_watches_a_transcript_grow_on(kind: StoreKind) {
+    let app = admin_app_on(kind).await;
     let (mut visitor, session) = app.connect(None).await;
     let id = session["session_id"].as_str().expect("id").to_owned();
     visitor.message("first question", "w1").await;
@@ -371,4 +395,47 @@ async fn a_session_that_changed_while_nobody_watched_is_current_in_the_next_snap
     assert_eq!(sessions.len(), 1, "{snap}");
     assert_eq!(sessions[0]["session_id"], id.as_str());
     assert_eq!(sessions[0]["total_queries"], 3, "{snap}");
+}
+
+/// Issue 14 item 12: in a cluster, an admin on one node reads and ends a
+/// session that lives on another; its visitor is told `ended` by `admin`
+/// on the node it is connected to.
+#[actix_web::test]
+async fn an_admin_reads_and_ends_a_session_owned_by_another_node() {
+    let mut a = test_settings(StoreKind::Redis);
+    a.admin_token = Some(TOKEN.into());
+    a.node_id = Some("owner-a".into());
+    let prefix = a.redis_prefix.clone();
+    let node_a = spawn_full_app(a).await;
+    let mut b = test_settings(StoreKind::Redis);
+    b.admin_token = Some(TOKEN.into());
+    b.node_id = Some("other-b".into());
+    b.redis_prefix = prefix;
+    let node_b = spawn_full_app(b).await;
+
+    let (mut visitor, session) = node_a.connect(None).await;
+    let id = session["session_id"].as_str().expect("id").to_owned();
+    visitor.message("what does EPR for tyres cost?", "t1").await;
+
+    let detail: Value = node_b
+        .admin_json(&format!("/api/sessions/{id}"), TOKEN)
+        .await;
+    assert_eq!(detail["session_id"], id.as_str(), "{detail}");
+    assert_eq!(detail["node"], "owner-a");
+    assert_eq!(detail["transcript"].as_array().map(Vec::len), Some(3));
+
+    let res = node_b
+        .http
+        .post(node_b.url(&format!("/api/sessions/{id}/end")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["status"], "success", "{body}");
+    assert_eq!(
+        visitor.recv().await,
+        json!({"type":"ended","reason":"admin"})
+    );
 }

@@ -317,3 +317,33 @@ async fn without_a_token_setting_the_admin_api_is_refused() {
     let body: serde_json::Value = res.json().await.expect("json");
     assert_eq!(body["error"], "admin_disabled");
 }
+
+/// Issue 14 item 7: one SMTP send outlasting the outbox lease must not
+/// start a second sender. The server reads slowly enough that one send
+/// takes five leases; the claim is renewed while it runs.
+#[actix_web::test]
+async fn a_send_slower_than_the_lease_is_accepted_once() {
+    let inbox = smtp::Inbox::slow(Duration::from_secs(3));
+    let port = smtp::free_port();
+    smtp::serve_on(port, inbox.clone());
+    let mut settings = full_settings(StoreKind::Memory, port);
+    settings.mail_lease = HumanDuration(Duration::from_millis(600));
+    settings.mail_poll_interval = HumanDuration(Duration::from_millis(100));
+    let db = settings.database_url.clone();
+    let app = spawn_full_app(settings).await;
+    let id = chat_and_leave(&app).await;
+    app.end_session(json!({"session_id": id})).await;
+    let mails = wait_for_mails(&inbox, 1, Duration::from_secs(60)).await;
+    assert_eq!(mails.len(), 1);
+    // Long enough for several more leases to run out.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        inbox.started.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a second sender started while the first still talked to the server"
+    );
+    assert_eq!(inbox.received().len(), 1);
+    let archive = Archive::connect(&db).await.expect("archive");
+    let stats = archive.mail_stats().await.expect("stats");
+    assert_eq!((stats.sent, stats.pending), (1, 0));
+}

@@ -15,11 +15,23 @@ pub struct Received {
 #[derive(Clone, Default)]
 pub struct Inbox {
     pub mails: Arc<Mutex<Vec<Received>>>,
+    /// A slow server: it takes this long to answer the end of DATA.
+    pub data_end_delay: Option<std::time::Duration>,
+    /// Mails whose DATA began (a send in progress counts).
+    pub started: Arc<std::sync::atomic::AtomicUsize>,
     to: Vec<String>,
     data: Vec<u8>,
 }
 
 impl Inbox {
+    /// A server that takes `delay` to answer the end of each mail's DATA.
+    pub fn slow(delay: std::time::Duration) -> Self {
+        Self {
+            data_end_delay: Some(delay),
+            ..Self::default()
+        }
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.mails.lock().expect("inbox lock").clone()
     }
@@ -29,6 +41,8 @@ impl Handler for Inbox {
     fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
         self.to = to.to_vec();
         self.data.clear();
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         response::OK
     }
 
@@ -38,6 +52,9 @@ impl Handler for Inbox {
     }
 
     fn data_end(&mut self) -> Response {
+        if let Some(delay) = self.data_end_delay {
+            std::thread::sleep(delay);
+        }
         let mail = Received {
             to: std::mem::take(&mut self.to),
             data: String::from_utf8_lossy(&std::mem::take(&mut self.data)).into_owned(),

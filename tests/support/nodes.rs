@@ -20,6 +20,36 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// Every line the process logged (stdout and stderr), as it comes.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Sends SIGTERM, as an operator's `systemctl stop` does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit code, or `None` when it was
+    /// still running after `wait`.
+    pub fn wait_exit(&mut self, wait: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
 }
 
 impl Drop for Server {
@@ -39,15 +69,25 @@ pub fn start(envs: &[(&str, &str)]) -> Server {
         .env("LEADCHAT_WORKERS", "1")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn leadchat");
     let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let errors = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            errors.lock().expect("log lock").push(line);
+        }
+    });
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::sync::Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines.lock().expect("log lock").push(line.clone());
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let _ = tx.send(
                     rest.split_whitespace()
@@ -61,7 +101,7 @@ pub fn start(envs: &[(&str, &str)]) -> Server {
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the server logs `listening on ADDR`");
-    Server { child, addr }
+    Server { child, addr, log }
 }
 
 pub async fn recv(
