@@ -187,6 +187,7 @@ impl Application {
             bus: bus.clone(),
             inactivity_timeout: settings.inactivity_timeout.0,
             rate: settings.limits.rate,
+            bounds: crate::session::SessionBounds::from_limits(&settings.limits),
             node: node.clone(),
         });
         feed.do_send(AttachRegistry(Arc::clone(&registry)));
@@ -240,6 +241,7 @@ impl Application {
                 addr: requested,
                 source,
             })?;
+        http::set_write_deadline(&listener, settings.limits.client_timeout.0);
         let mut server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
                 .shutdown_timeout(settings.shutdown_grace.0.as_secs())
