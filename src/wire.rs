@@ -106,7 +106,9 @@ pub enum ClientFrame {
     },
     End,
     /// A page of older history: the lines before `before_seq`.
-    History { before_seq: u64 },
+    History {
+        before_seq: u64,
+    },
 }
 
 /// One history line as the widget sees it.

@@ -176,7 +176,7 @@ impl<S> FrameGuard<S> {
         }
     }
 
-    fn fragment_state(&self, length: u64, mask: [u8; 4], fin: bool) -> State {
+    fn fragment_state(&mut self, length: u64, mask: [u8; 4], fin: bool) -> State {
         match &self.message {
             Some(m) if !m.too_large => State::Collect {
                 remaining: length,
@@ -184,7 +184,14 @@ impl<S> FrameGuard<S> {
                 pos: 0,
                 fin,
             },
-            _ => State::Discard(length),
+            _ => {
+                // The last fragment of a dropped message: nothing of it is
+                // kept, so the message is over as soon as its payload is.
+                if fin {
+                    self.message = None;
+                }
+                State::Discard(length)
+            }
         }
     }
 
@@ -502,12 +509,19 @@ mod tests {
     async fn fragments_count_together_toward_the_limit() {
         let mut bytes = Vec::new();
         for _ in 0..5 {
-            bytes.extend(fragment(false, if bytes.is_empty() { 1 } else { 0 }, &[b'x'; 300]));
+            bytes.extend(fragment(
+                false,
+                if bytes.is_empty() { 1 } else { 0 },
+                &[b'x'; 300],
+            ));
         }
         bytes.extend(fragment(true, 0, &[b'x'; 300]));
         let next = masked_frame(1, b"after");
         let (out, events) = run(vec![bytes, next.clone()], 1024).await;
-        assert_eq!(out, next, "nothing of the oversized message reaches the codec");
+        assert_eq!(
+            out, next,
+            "nothing of the oversized message reaches the codec"
+        );
         assert_eq!(events, vec![GuardEvent::TooLarge], "one answer per message");
     }
 

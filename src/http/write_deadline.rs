@@ -25,6 +25,8 @@ pub fn set_write_deadline(listener: &TcpListener, timeout: Duration) {
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         let _ = (listener, timeout);
-        tracing::warn!("no TCP_USER_TIMEOUT on this platform: a client that stops reading is closed only by the heartbeat");
+        tracing::warn!(
+            "no TCP_USER_TIMEOUT on this platform: a client that stops reading is closed only by the heartbeat"
+        );
     }
 }

@@ -485,7 +485,10 @@ impl SessionActor {
             resumed,
             contact_collected: self.contact_collected,
             previous_session_id: previous,
-            history: self.transcript[from..].iter().map(HistoryLine::from).collect(),
+            history: self.transcript[from..]
+                .iter()
+                .map(HistoryLine::from)
+                .collect(),
             history_truncated: from > 0,
         }
         .encode()

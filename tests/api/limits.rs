@@ -291,10 +291,15 @@ impl RawWs {
                 None => {
                     let mut rest = [0u8; 16];
                     let closed = matches!(
-                        tokio::time::timeout(Duration::from_millis(100), self.tcp.read(&mut rest)).await,
+                        tokio::time::timeout(Duration::from_millis(100), self.tcp.read(&mut rest))
+                            .await,
                         Ok(Ok(0)) | Ok(Err(_))
                     );
-                    return if closed || code.is_some() { code.or(Some(0)) } else { None };
+                    return if closed || code.is_some() {
+                        code.or(Some(0))
+                    } else {
+                        None
+                    };
                 }
             }
         }
@@ -350,7 +355,10 @@ async fn fragments_are_joined_and_count_together_toward_max_frame_bytes() {
     ws.frame(false, 0x0, &text[10..30]).await;
     ws.frame(true, 0x0, &text[30..]).await;
     let ack = ws.json().await;
-    assert_eq!((ack["type"].as_str(), ack["client_msg_id"].as_str()), (Some("ack"), Some("f1")));
+    assert_eq!(
+        (ack["type"].as_str(), ack["client_msg_id"].as_str()),
+        (Some("ack"), Some("f1"))
+    );
     assert_eq!(ws.json().await["role"], "bot");
     // Twelve fragments of 1,000 bytes: each small, together over 8 KiB.
     ws.frame(false, TEXT, &[b' '; 1000]).await;
@@ -360,8 +368,12 @@ async fn fragments_are_joined_and_count_together_toward_max_frame_bytes() {
     ws.frame(true, 0x0, &[b' '; 1000]).await;
     assert_eq!(ws.json().await["code"], "too_large");
     // The connection and the session go on.
-    ws.frame(true, TEXT, br#"{"type":"message","text":"after","client_msg_id":"f2"}"#)
-        .await;
+    ws.frame(
+        true,
+        TEXT,
+        br#"{"type":"message","text":"after","client_msg_id":"f2"}"#,
+    )
+    .await;
     assert_eq!(ws.json().await["client_msg_id"], "f2");
 }
 
@@ -383,7 +395,11 @@ async fn refused_frames_count_against_the_rate_and_a_flood_of_them_closes_the_so
     ws.message("two", "r2").await;
     ws.send(json!({"type":"message","text":"three","client_msg_id":"r3"}))
         .await;
-    assert_eq!(ws.recv().await["code"], "rate_limited", "2 refused + 2 messages = 4");
+    assert_eq!(
+        ws.recv().await["code"],
+        "rate_limited",
+        "2 refused + 2 messages = 4"
+    );
 
     let (mut ws, _) = app.connect(None).await;
     for _ in 0..101 {
@@ -391,8 +407,11 @@ async fn refused_frames_count_against_the_rate_and_a_flood_of_them_closes_the_so
             .await;
     }
     let mut code = None;
-    while let Ok(Some(frame)) =
-        tokio::time::timeout(Duration::from_secs(10), futures_util::StreamExt::next(&mut ws.inner)).await
+    while let Ok(Some(frame)) = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::StreamExt::next(&mut ws.inner),
+    )
+    .await
     {
         match frame {
             Ok(tokio_tungstenite::tungstenite::Message::Close(Some(c))) => {
@@ -403,7 +422,11 @@ async fn refused_frames_count_against_the_rate_and_a_flood_of_them_closes_the_so
             Err(_) => break,
         }
     }
-    assert_eq!(code, Some(1008), "the 101st refused frame in 10 s closes the socket");
+    assert_eq!(
+        code,
+        Some(1008),
+        "the 101st refused frame in 10 s closes the socket"
+    );
 }
 
 #[actix_web::test]
@@ -448,8 +471,11 @@ async fn a_new_socket_past_connections_per_session_closes_the_oldest_with_4008()
     let (mut third, _) = app.connect(Some(&id)).await;
     assert_eq!(first.recv().await["code"], "too_many_connections");
     let mut code = None;
-    while let Ok(Some(frame)) =
-        tokio::time::timeout(Duration::from_secs(10), futures_util::StreamExt::next(&mut first.inner)).await
+    while let Ok(Some(frame)) = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::StreamExt::next(&mut first.inner),
+    )
+    .await
     {
         match frame {
             Ok(tokio_tungstenite::tungstenite::Message::Close(Some(c))) => {
