@@ -162,6 +162,14 @@ pub struct Limits {
     /// Open WebSockets past which upgrades get 503; unset = a margin under
     /// the process's file-descriptor limit.
     pub max_connections: Option<usize>,
+    // --- session bounds (PROTOCOL §2 "Bounds") ---
+    /// Visitor messages one session takes; past it `session_full`.
+    pub max_messages: u32,
+    /// History lines the session frame of a resume replays (a greeting is a
+    /// line); older ones are paged with `history` frames.
+    pub history_replay: usize,
+    /// Sockets one session holds; a new one closes the oldest with 4008.
+    pub connections_per_session: usize,
 }
 
 impl Default for Settings {
@@ -207,6 +215,9 @@ impl Default for Settings {
                 heartbeat_interval: HumanDuration(Duration::from_secs(10)),
                 frame_read_timeout: HumanDuration(Duration::from_secs(10)),
                 max_connections: None,
+                max_messages: 300,
+                history_replay: 100,
+                connections_per_session: 5,
             },
         }
     }
@@ -328,6 +339,15 @@ impl Settings {
             return Err(SettingsError::invalid(
                 "limits.max_frame_bytes",
                 "must be between 256 and 1048576",
+            ));
+        }
+        if self.limits.max_messages == 0
+            || self.limits.history_replay == 0
+            || self.limits.connections_per_session == 0
+        {
+            return Err(SettingsError::invalid(
+                "limits",
+                "max_messages, history_replay and connections_per_session must be at least 1",
             ));
         }
         if self.limits.heartbeat_interval.0.is_zero()

@@ -189,6 +189,7 @@ impl Application {
             bus: bus.clone(),
             inactivity_timeout: settings.inactivity_timeout.0,
             rate: settings.limits.rate,
+            bounds: crate::session::SessionBounds::from_limits(&settings.limits),
             node: node.clone(),
             shutdown: shutdown.clone(),
         });
@@ -243,6 +244,7 @@ impl Application {
                 addr: requested,
                 source,
             })?;
+        http::set_write_deadline(&listener, settings.limits.client_timeout.0);
         let mut server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
                 // Signals are ours (`run_until_stopped`): sockets close at

@@ -76,6 +76,9 @@ pub mod names {
     pub const CONNECTIONS_REFUSED: &str = "leadchat_connections_refused_total";
     pub const MESSAGES: &str = "leadchat_messages_total";
     pub const FRAMES_REFUSED: &str = "leadchat_frames_refused_total";
+    /// Frames not queued for a socket whose bounded mailbox was full (it
+    /// stopped reading).
+    pub const SOCKET_FRAMES_DROPPED: &str = "leadchat_socket_frames_dropped_total";
     pub const STORE_LATENCY: &str = "leadchat_store_latency_seconds";
     pub const STORE_ERRORS: &str = "leadchat_store_errors_total";
     /// Writes held in memory while the store is unreachable.

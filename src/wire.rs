@@ -37,10 +37,16 @@ pub enum ErrorCode {
     Overloaded,
     /// HTTP: the page's `Origin` is not in `allowed_origins`.
     Forbidden,
+    /// The session took `limits.max_messages` visitor messages; nothing more
+    /// is logged.
+    SessionFull,
+    /// Too many sockets: per client (HTTP 429 before the upgrade) or per
+    /// session (the oldest socket is told so, then closed with 4008).
+    TooManyConnections,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::TooLarge,
@@ -54,6 +60,8 @@ impl ErrorCode {
         ErrorCode::AdminDisabled,
         ErrorCode::Overloaded,
         ErrorCode::Forbidden,
+        ErrorCode::SessionFull,
+        ErrorCode::TooManyConnections,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +79,8 @@ impl ErrorCode {
             ErrorCode::AdminDisabled => "admin_disabled",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::SessionFull => "session_full",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 }
@@ -95,6 +105,10 @@ pub enum ClientFrame {
         client_msg_id: Option<String>,
     },
     End,
+    /// A page of older history: the lines before `before_seq`.
+    History {
+        before_seq: u64,
+    },
 }
 
 /// One history line as the widget sees it.
@@ -128,6 +142,15 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         previous_session_id: Option<&'a str>,
         history: Vec<HistoryLine<'a>>,
+        /// Older lines exist: page back with a `history` frame.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        history_truncated: bool,
+    },
+    /// A page of older history, oldest first; `complete` when it reaches
+    /// the first line.
+    History {
+        lines: Vec<HistoryLine<'a>>,
+        complete: bool,
     },
     ContactOk,
     Ack {

@@ -30,7 +30,9 @@
       typing: '{bot} is typing…', you: 'You said:', bot: 'Assistant', says: '{bot} said:',
       ended: 'This chat has ended.', ended_inactivity: 'This chat ended after a period of inactivity.',
       ended_admin: 'Our team has closed this chat.', thanks: 'Thank you for chatting with us.',
-      new_chat: 'Start a new chat', end_failed: 'Could not end the chat. Please try again.'
+      new_chat: 'Start a new chat', end_failed: 'Could not end the chat. Please try again.',
+      full: 'This chat has reached its message limit. Our team will get back to you.',
+      replaced: 'This chat is open in another window. Send a message to continue here.'
     },
     hi: {
       open: 'चैट खोलें', close: 'चैट बंद करें', title: '{brand} से बात करें', end: 'चैट समाप्त करें',
@@ -47,7 +49,9 @@
       typing: '{bot} लिख रहा है…', you: 'आपने कहा:', bot: 'सहायक', says: '{bot} ने कहा:',
       ended: 'यह चैट समाप्त हो गई है।', ended_inactivity: 'निष्क्रियता के कारण यह चैट समाप्त हो गई।',
       ended_admin: 'हमारी टीम ने यह चैट बंद कर दी है।', thanks: 'हमसे बात करने के लिए धन्यवाद।',
-      new_chat: 'नई चैट शुरू करें', end_failed: 'चैट समाप्त नहीं हो सकी। कृपया फिर से प्रयास करें।'
+      new_chat: 'नई चैट शुरू करें', end_failed: 'चैट समाप्त नहीं हो सकी। कृपया फिर से प्रयास करें।',
+      full: 'यह चैट अपनी संदेश सीमा तक पहुँच गई है। हमारी टीम आपसे संपर्क करेगी।',
+      replaced: 'यह चैट किसी दूसरी विंडो में खुली है। यहाँ जारी रखने के लिए संदेश भेजें।'
     }
   };
 
@@ -184,7 +188,9 @@
       pending: {},  // client_msg_id -> element
       contact: null, contactSent: false,
       collected: !!store.get('collected'), // so a reload while offline shows the chat, not the form
-      ended: false, stopped: false, typingTimer: 0
+      ended: false, stopped: false, typingTimer: 0,
+      oldest: 0, older: false, loadingOlder: false, // paging back through a long history
+      replaced: false // another window took this socket's place (close 4008)
     };
     var ui = build();
 
@@ -236,6 +242,7 @@
       banner.hidden = true;
 
       var body = el('div', 'body');
+      body.addEventListener('scroll', function () { maybeOlder(); }, { passive: true });
       var form = contactForm();
       var log = el('div', 'log');
       log.setAttribute('role', 'log');
@@ -408,7 +415,8 @@
       ui.statusBox.classList.toggle('on', online);
       ui.statusBox.hidden = S.ended; // "Online" above a finished chat misleads
       ui.statusText.textContent = online ? t.online : S.attempt ? t.offline : t.connecting;
-      var note = S.hold > Date.now() ? t.slow : !online && S.attempt > 0 && !S.ended ? t.offline_note : '';
+      var note = S.hold > Date.now() ? t.slow : S.replaced && !online ? t.replaced
+        : !online && S.attempt > 0 && !S.ended ? t.offline_note : '';
       ui.banner.textContent = note;
       ui.banner.hidden = !note;
       Object.keys(S.pending).forEach(function (id) { meta(S.pending[id], online ? t.sending : t.queued); });
@@ -434,13 +442,17 @@
         if (f.type === 'session') clearTimeout(guard);
         onFrame(f);
       };
-      ws.onclose = function () {
+      ws.onclose = function (ev) {
         clearTimeout(guard);
         if (S.ws !== ws) return;
         S.ws = null;
         S.ready = false;
+        S.loadingOlder = false;
         typing(false);
-        if (!S.ended) later();
+        // 4008: a newer window of this chat took our place; reconnecting on
+        // our own would only push that one out in turn.
+        S.replaced = ev && ev.code === 4008;
+        if (!S.ended && !S.replaced) later();
         setStatus();
       };
     }
@@ -474,6 +486,7 @@
           return;
         case 'ended': return onEnded(f.reason);
         case 'error': return onError(f);
+        case 'history': return onHistory(f);
       }
     }
 
@@ -488,15 +501,46 @@
       S.sid = f.session_id;
       store.set('sid', S.sid);
       S.ready = true;
+      S.replaced = false;
       S.attempt = 0;
       S.collected = !!f.contact_collected;
       store.set('collected', S.collected || null);
-      (f.history || []).forEach(function (h) {
+      var history = f.history || [];
+      if (history.length && (!S.oldest || history[0].seq <= S.oldest)) {
+        S.oldest = history[0].seq;
+        S.older = !!f.history_truncated;
+      }
+      history.forEach(function (h) {
         if (!S.shown[h.seq]) line(h.role, h.text, h.seq);
       });
       render();
       setStatus();
       flush();
+      maybeOlder();
+    }
+
+    /** Near the top of a log with older lines on the server: fetch a page. */
+    function maybeOlder() {
+      if (!S.older || S.loadingOlder || !S.ready || S.ended || ui.log.hidden) return;
+      if (ui.body.scrollTop > 40 && ui.body.scrollHeight > ui.body.clientHeight) return;
+      S.loadingOlder = true;
+      send({ type: 'history', before_seq: S.oldest });
+    }
+
+    /** A page of older lines goes on top; what the visitor sees stays put. */
+    function onHistory(f) {
+      S.loadingOlder = false;
+      var before = ui.body.scrollHeight, top = ui.body.scrollTop;
+      var first = ui.log.firstChild;
+      (f.lines || []).forEach(function (h) {
+        if (S.shown[h.seq]) return;
+        var node = lineNode(h.role, h.text, h.seq);
+        ui.log.insertBefore(node, first);
+      });
+      if (f.lines && f.lines.length && f.lines[0].seq < S.oldest) S.oldest = f.lines[0].seq;
+      S.older = !f.complete && !!(f.lines && f.lines.length);
+      ui.body.scrollTop = top + (ui.body.scrollHeight - before);
+      if (S.older) setTimeout(maybeOlder, 0);
     }
 
     function onAck(f) {
@@ -525,6 +569,8 @@
           S.contact = null;
           return ui.form.fail(f.field, f.message || '');
         case 'rate_limited':
+          S.loadingOlder = false; // a history page asked too fast: the next scroll asks again
+          /* falls through */
         case 'unavailable':
           // Nothing was logged: resend the same frames once the server says.
           S.hold = Date.now() + (f.retry_after_ms || 1000);
@@ -533,6 +579,10 @@
           return flush();
         case 'session_ended':
           return onEnded(null);
+        case 'session_full':
+          ui.banner.textContent = t.full;
+          ui.banner.hidden = false;
+          /* falls through: the message is not coming back */
         default:
           // bad_frame and the like: resending the same frame cannot help.
           if (id && S.pending[id]) {
@@ -576,10 +626,18 @@
 
     // ---- rendering -------------------------------------------------------
 
-    function line(role, text, seq) {
+    function lineNode(role, text, seq) {
       var node = el('div', 'msg ' + (role === 'user' ? 'user' : 'bot'));
       node.append(el('span', 'sr', (role === 'user' ? t.you : fmt(t.says, cfg)) + ' '), d.createTextNode(text));
-      if (seq != null) S.shown[seq] = node;
+      if (seq != null) {
+        S.shown[seq] = node;
+        node.setAttribute('data-seq', String(seq));
+      }
+      return node;
+    }
+
+    function line(role, text, seq) {
+      var node = lineNode(role, text, seq);
       // History goes above messages still waiting to be acked.
       ui.log.insertBefore(node, ui.log.querySelector('.pending'));
       scrollDown();
@@ -662,6 +720,8 @@
       S.sid = null;
       S.ended = S.ready = S.collected = false;
       S.shown = {};
+      S.oldest = 0;
+      S.older = S.loadingOlder = S.replaced = false;
       S.attempt = 0;
       ui.log.textContent = '';
       ui.form.reset();

@@ -11,6 +11,7 @@ mod frame_guard;
 mod rest;
 mod visitor_socket;
 mod widget;
+mod write_deadline;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 pub use admission::Admission;
 pub use error::ApiError;
+pub use write_deadline::set_write_deadline;
 
 use crate::session::SessionRegistry;
 use crate::settings::Settings;

@@ -3,6 +3,7 @@
 //! forwards whatever the session pushes. It owns the heartbeat; the session
 //! outlives it. Takes `SocketFrame` and `GuardEvent`s.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,13 +14,21 @@ use super::admission::ConnectionTicket;
 use super::frame_guard::GuardEvent;
 use crate::domain::Contact;
 use crate::session::{
-    Connect, Disconnect, OpenedSession, SessionActor, SessionRegistry, SocketFrame, VisitorCommand,
-    VisitorFrame,
+    Connect, Disconnect, FrameRefused, OpenedSession, SessionActor, SessionRegistry, SocketClose,
+    SocketFrame, VisitorCommand, VisitorFrame,
 };
 use crate::telemetry::names;
 use crate::wire::{ClientFrame, ErrorCode, ServerFrame};
 
 const MAX_CLIENT_MSG_ID: usize = 128;
+
+/// More refused frames than this within `REFUSED_WINDOW` close the socket
+/// (1008): a client that keeps sending garbage is not a widget.
+const MAX_REFUSED: usize = 100;
+const REFUSED_WINDOW: Duration = Duration::from_secs(10);
+
+/// Closes the oldest socket of a session that got one too many.
+const CLOSE_REPLACED: u16 = 4008;
 
 pub struct VisitorSocket {
     pub conn_id: u64,
@@ -33,9 +42,8 @@ pub struct VisitorSocket {
     session: Option<Addr<SessionActor>>,
     ended: bool,
     last_seen: Instant,
-    /// A fragmented message being put back together.
-    partial: Option<Vec<u8>>,
-    partial_too_large: bool,
+    /// When the frames refused within the last `REFUSED_WINDOW` were.
+    refused: VecDeque<Instant>,
 }
 
 impl VisitorSocket {
@@ -57,14 +65,40 @@ impl VisitorSocket {
             session: None,
             ended: false,
             last_seen: Instant::now(),
-            partial: None,
-            partial_too_large: false,
+            refused: VecDeque::new(),
         }
     }
 
-    fn refuse(&self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, message: &str) {
+    fn refuse(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, message: &str) {
         metrics::counter!(names::FRAMES_REFUSED, "code" => code.as_str()).increment(1);
         ctx.text(ServerFrame::error(code, message));
+        self.count_refused(ctx);
+    }
+
+    /// A refused frame costs a frame of the session's rate, and a socket
+    /// that keeps sending them is closed.
+    fn count_refused(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(session) = &self.session {
+            session.do_send(FrameRefused);
+        }
+        let now = Instant::now();
+        while self
+            .refused
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > REFUSED_WINDOW)
+        {
+            self.refused.pop_front();
+        }
+        self.refused.push_back(now);
+        if self.refused.len() > MAX_REFUSED {
+            tracing::debug!(conn_id = self.conn_id, "too many refused frames; closing");
+            self.refused.clear();
+            ctx.close(Some(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("too many refused frames".into()),
+            }));
+            ctx.stop();
+        }
     }
 
     /// Opens (or resumes) the session and attaches to it before any visitor
@@ -156,6 +190,7 @@ impl VisitorSocket {
                 Ok(contact) => VisitorCommand::Contact(contact),
                 Err(err) => {
                     metrics::counter!(names::FRAMES_REFUSED, "code" => ErrorCode::InvalidContact.as_str()).increment(1);
+                    self.count_refused(ctx);
                     let frame = ServerFrame::Error {
                         code: ErrorCode::InvalidContact,
                         message: &err.message,
@@ -192,61 +227,13 @@ impl VisitorSocket {
                 }
             }
             ClientFrame::End => VisitorCommand::End,
+            ClientFrame::History { before_seq } => VisitorCommand::History { before_seq },
         };
         if let Some(session) = &self.session {
             session.do_send(VisitorFrame {
                 conn_id: self.conn_id,
                 command,
             });
-        }
-    }
-
-    fn on_continuation(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        item: actix_http::ws::Item,
-    ) {
-        let is_last = matches!(item, actix_http::ws::Item::Last(_));
-        match item {
-            actix_http::ws::Item::FirstText(data) => {
-                self.partial_too_large = data.len() > self.max_frame_bytes;
-                self.partial = Some(if self.partial_too_large {
-                    Vec::new()
-                } else {
-                    data.to_vec()
-                });
-            }
-            actix_http::ws::Item::FirstBinary(_) => {
-                self.partial = None;
-                self.refuse(
-                    ctx,
-                    ErrorCode::BadFrame,
-                    "binary frames are not part of the protocol",
-                );
-            }
-            actix_http::ws::Item::Continue(data) | actix_http::ws::Item::Last(data) => {
-                let last = is_last;
-                if let Some(buf) = self.partial.as_mut() {
-                    if !self.partial_too_large && buf.len() + data.len() <= self.max_frame_bytes {
-                        buf.extend_from_slice(&data);
-                    } else {
-                        self.partial_too_large = true;
-                        buf.clear();
-                    }
-                }
-                if last && let Some(buf) = self.partial.take() {
-                    if self.partial_too_large {
-                        self.refuse(ctx, ErrorCode::TooLarge, "message is larger than the limit");
-                    } else {
-                        match String::from_utf8(buf) {
-                            Ok(text) => self.on_text(ctx, &text),
-                            Err(_) => {
-                                self.refuse(ctx, ErrorCode::BadFrame, "text is not valid UTF-8")
-                            }
-                        }
-                    }
-                }
-            }
         }
     }
 }
@@ -262,7 +249,7 @@ fn classify_bad_json(text: &str, err: &serde_json::Error) -> (ErrorCode, String)
             ErrorCode::BadFrame,
             "frame must be a JSON object with a string `type`".into(),
         ),
-        Some(t @ ("contact" | "message" | "end")) => {
+        Some(t @ ("contact" | "message" | "end" | "history")) => {
             (ErrorCode::BadFrame, format!("invalid `{t}` frame: {err}"))
         }
         Some(other) => {
@@ -280,6 +267,7 @@ impl Actor for VisitorSocket {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         metrics::gauge!(names::CONNECTIONS).increment(1.0);
+        ctx.set_mailbox_capacity(crate::session::SOCKET_MAILBOX);
         ctx.run_interval(self.heartbeat, |act, ctx| {
             if act.last_seen.elapsed() > act.client_timeout {
                 tracing::debug!(
@@ -323,12 +311,22 @@ impl Handler<SocketFrame> for VisitorSocket {
     type Result = ();
 
     fn handle(&mut self, msg: SocketFrame, ctx: &mut Self::Context) {
-        if msg.close {
-            // The session lives on another node now; the widget reconnects.
+        if let Some(close) = msg.close {
             self.session = None;
+            if !msg.text.is_empty() {
+                ctx.text(msg.text);
+            }
+            let (code, why) = match close {
+                // The session lives on another node now; the widget reconnects.
+                SocketClose::Moved => (CloseCode::Again, "session moved; reconnect"),
+                SocketClose::Replaced => (
+                    CloseCode::Other(CLOSE_REPLACED),
+                    "too many connections for this session",
+                ),
+            };
             ctx.close(Some(CloseReason {
-                code: CloseCode::Again,
-                description: Some("session moved; reconnect".into()),
+                code,
+                description: Some(why.into()),
             }));
             ctx.stop();
             return;
@@ -364,7 +362,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSocket {
                 ErrorCode::BadFrame,
                 "binary frames are not part of the protocol",
             ),
-            Ok(ws::Message::Continuation(item)) => self.on_continuation(ctx, item),
+            // The frame guard joins fragments into one frame before the
+            // codec; a continuation here would be a guard bug.
+            Ok(ws::Message::Continuation(_)) => {
+                self.refuse(ctx, ErrorCode::BadFrame, "unexpected continuation frame")
+            }
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(reason)) => {

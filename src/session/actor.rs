@@ -26,6 +26,9 @@ use crate::store::{LeadRecord, SessionUpdate, StoredSession};
 use crate::telemetry::names;
 use crate::wire::{ErrorCode, HistoryLine, ServerFrame};
 
+/// Lines in one `history` page (PROTOCOL §2 "Bounds").
+const HISTORY_PAGE: usize = 100;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lifecycle {
     Live,
@@ -167,22 +170,28 @@ impl SessionActor {
 
     pub(super) fn send_to(&self, conn_id: u64, text: ByteString) {
         if let Some((_, socket)) = self.connections.iter().find(|(id, _)| *id == conn_id) {
-            socket.do_send(SocketFrame {
-                text,
-                ended: false,
-                close: false,
-            });
+            deliver(
+                socket,
+                SocketFrame {
+                    text,
+                    ended: false,
+                    close: None,
+                },
+            );
         }
     }
 
     pub(super) fn broadcast(&self, text: &ByteString, ended: bool, except: Option<u64>) {
         for (id, socket) in &self.connections {
             if Some(*id) != except {
-                socket.do_send(SocketFrame {
-                    text: text.clone(),
-                    ended,
-                    close: false,
-                });
+                deliver(
+                    socket,
+                    SocketFrame {
+                        text: text.clone(),
+                        ended,
+                        close: None,
+                    },
+                );
             }
         }
     }
@@ -318,6 +327,16 @@ impl SessionActor {
                 seq: *seq,
             };
             self.send_to(conn_id, ack.encode());
+            return;
+        }
+        if self.total_queries >= self.registry.deps().bounds.max_messages {
+            self.refuse(
+                conn_id,
+                ErrorCode::SessionFull,
+                "this chat has reached its message limit; our team will be in touch",
+                client_msg_id.as_deref(),
+                None,
+            );
             return;
         }
         let before = Undo {
@@ -456,15 +475,52 @@ impl SessionActor {
         self.contact_collected || self.total_queries > 0
     }
 
+    /// The `session` frame: the last `limits.history_replay` lines, and
+    /// whether older ones exist.
     pub(super) fn session_frame(&self, resumed: bool, previous: Option<&str>) -> ByteString {
+        let replay = self.registry.deps().bounds.history_replay;
+        let from = self.transcript.len().saturating_sub(replay);
         ServerFrame::Session {
             session_id: self.id.to_string(),
             resumed,
             contact_collected: self.contact_collected,
             previous_session_id: previous,
-            history: self.transcript.iter().map(HistoryLine::from).collect(),
+            history: self.transcript[from..]
+                .iter()
+                .map(HistoryLine::from)
+                .collect(),
+            history_truncated: from > 0,
         }
         .encode()
+    }
+
+    /// A `history` page: the `HISTORY_PAGE` lines before `before_seq`.
+    pub(super) fn history_page(&self, before_seq: u64) -> ByteString {
+        let end = self.transcript.partition_point(|e| e.seq < before_seq);
+        let start = end.saturating_sub(HISTORY_PAGE);
+        ServerFrame::History {
+            lines: self.transcript[start..end]
+                .iter()
+                .map(HistoryLine::from)
+                .collect(),
+            complete: start == 0,
+        }
+        .encode()
+    }
+}
+
+/// Queues a frame for a socket without letting a socket that stopped
+/// reading hoard them: its mailbox is bounded (`SOCKET_MAILBOX`), and past
+/// it the frame is dropped — the kernel's write deadline closes such a
+/// socket soon, and a resume replays what it missed.
+fn deliver(socket: &Recipient<SocketFrame>, frame: SocketFrame) {
+    let ended = frame.ended;
+    if let Err(SendError::Full(frame)) = socket.try_send(frame) {
+        metrics::counter!(names::SOCKET_FRAMES_DROPPED).increment(1);
+        if ended {
+            // The end must get through: the socket stops sending after it.
+            socket.do_send(frame);
+        }
     }
 }
 

@@ -16,6 +16,21 @@ impl Handler<Connect> for SessionActor {
         if self.state != Lifecycle::Live {
             return Err(SessionGone);
         }
+        let limit = self.registry.deps().bounds.connections_per_session;
+        while self.connections.len() >= limit {
+            // The oldest socket makes room: most likely a forgotten tab.
+            let (conn_id, socket) = self.connections.remove(0);
+            tracing::debug!(session_id = %self.id, conn_id, "too many sockets; closing the oldest");
+            metrics::counter!(crate::telemetry::names::FRAMES_REFUSED, "code" => ErrorCode::TooManyConnections.as_str()).increment(1);
+            socket.do_send(SocketFrame {
+                text: crate::wire::ServerFrame::error(
+                    ErrorCode::TooManyConnections,
+                    "this chat is open in too many windows; this one was closed",
+                ),
+                ended: false,
+                close: Some(SocketClose::Replaced),
+            });
+        }
         self.connections.push((msg.conn_id, msg.socket));
         if self.connections.len() == 1 {
             self.publish_view();
@@ -51,7 +66,7 @@ impl Handler<HandOver> for SessionActor {
             socket.do_send(SocketFrame {
                 text: ByteString::new(),
                 ended: false,
-                close: true,
+                close: Some(SocketClose::Moved),
             });
         }
         ctx.stop();
@@ -102,7 +117,19 @@ impl Handler<VisitorFrame> for SessionActor {
                 client_msg_id,
             } => self.on_message(ctx, conn_id, text, client_msg_id),
             VisitorCommand::End => self.finalize(ctx, EndReason::Visitor, None),
+            VisitorCommand::History { before_seq } => {
+                self.send_to(conn_id, self.history_page(before_seq));
+            }
         }
+    }
+}
+
+impl Handler<FrameRefused> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FrameRefused, _ctx: &mut Self::Context) {
+        // Only the cost matters: the socket has answered the frame already.
+        let _ = self.take_frame_budget();
     }
 }
 

@@ -5,6 +5,10 @@ use bytestring::ByteString;
 
 use crate::domain::{Contact, EndReason};
 
+/// How many `SocketFrame`s a socket's mailbox holds; a session drops frames
+/// for a socket past it (one that stopped reading) rather than queue them.
+pub const SOCKET_MAILBOX: usize = 64;
+
 /// A ready-to-send text frame for one visitor connection. `ended` tells the
 /// connection that its session is gone.
 #[derive(Debug, Clone, Message)]
@@ -12,8 +16,18 @@ use crate::domain::{Contact, EndReason};
 pub struct SocketFrame {
     pub text: ByteString,
     pub ended: bool,
-    /// The session moved to another node: close so the widget reconnects.
-    pub close: bool,
+    /// Close the socket after `text` (which may be empty).
+    pub close: Option<SocketClose>,
+}
+
+/// Why the session closes one of its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketClose {
+    /// The session lives on another node now: the widget reconnects (1013).
+    Moved,
+    /// A newer socket took the last of `limits.connections_per_session`
+    /// (4008); the widget does not reconnect on its own.
+    Replaced,
 }
 
 /// A connection attaches to the session; answered with the `session` frame.
@@ -45,6 +59,10 @@ pub enum VisitorCommand {
         client_msg_id: Option<String>,
     },
     End,
+    /// A page of the lines before `before_seq`.
+    History {
+        before_seq: u64,
+    },
 }
 
 #[derive(Debug, Message)]
@@ -53,6 +71,12 @@ pub struct VisitorFrame {
     pub conn_id: u64,
     pub command: VisitorCommand,
 }
+
+/// The socket refused a frame at the edge (too large, not JSON, …): it
+/// still costs a frame of the session's rate.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FrameRefused;
 
 /// Finalize the session now (REST `/end_session`, admin).
 #[derive(Debug, Message)]

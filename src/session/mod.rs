@@ -10,5 +10,5 @@ mod sweeper;
 
 pub use actor::SessionActor;
 pub use messages::*;
-pub use registry::{Lookup, OpenedSession, SessionDeps, SessionRegistry};
+pub use registry::{Lookup, OpenedSession, SessionBounds, SessionDeps, SessionRegistry};
 pub use sweeper::{Sweeper, sweep_once};

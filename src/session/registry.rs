@@ -33,9 +33,28 @@ pub struct SessionDeps {
     pub bus: Option<FeedBus>,
     pub inactivity_timeout: Duration,
     pub rate: RateSetting,
+    pub bounds: SessionBounds,
     pub node: String,
     /// The node's stop signal: sockets close, timers finalize nothing.
     pub shutdown: crate::shutdown::Shutdown,
+}
+
+/// The per-session bounds of PROTOCOL §2.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionBounds {
+    pub max_messages: u32,
+    pub history_replay: usize,
+    pub connections_per_session: usize,
+}
+
+impl SessionBounds {
+    pub fn from_limits(limits: &crate::settings::Limits) -> Self {
+        Self {
+            max_messages: limits.max_messages,
+            history_replay: limits.history_replay,
+            connections_per_session: limits.connections_per_session,
+        }
+    }
 }
 
 pub struct SessionRegistry {

@@ -241,3 +241,89 @@ async fn pings_and_reconnects_do_not_reset_the_inactivity_timer() {
         started.elapsed()
     );
 }
+
+#[actix_web::test]
+async fn a_resume_replays_the_last_lines_and_older_ones_come_in_history_pages() {
+    for kind in BOTH {
+        let mut settings = test_settings(kind);
+        settings.limits.history_replay = 5;
+        settings.limits.rate = leadchat::settings::RateSetting {
+            frames: 7,
+            per: Duration::from_secs(60),
+        };
+        let app = spawn_app_with(settings).await;
+        let (mut ws, session) = app.connect(None).await;
+        assert!(
+            session.get("history_truncated").is_none(),
+            "a greeting alone is not truncated: {session}"
+        );
+        let id = session["session_id"].as_str().expect("id").to_owned();
+        for i in 0..4 {
+            ws.message(&format!("question {i}"), &format!("h{i}")).await;
+        }
+        // greeting + 4 × (visitor, bot) = 9 lines, seqs 1..=9.
+        let (mut tab, resumed) = app.connect(Some(&id)).await;
+        let replayed: Vec<u64> = resumed["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|l| l["seq"].as_u64().expect("seq"))
+            .collect();
+        assert_eq!(replayed, vec![5, 6, 7, 8, 9]);
+        assert_eq!(resumed["history_truncated"], true);
+
+        tab.send(json!({"type":"history","before_seq":5})).await;
+        let page = tab.recv().await;
+        assert_eq!(page["type"], "history", "{page}");
+        let seqs: Vec<u64> = page["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| l["seq"].as_u64().expect("seq"))
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4]);
+        assert_eq!(page["complete"], true);
+        assert_eq!(page["lines"][1]["text"], "question 0");
+
+        tab.send(json!({"type":"history","before_seq":8})).await;
+        let page = tab.recv().await;
+        assert_eq!(page["lines"].as_array().map(Vec::len), Some(7));
+        assert_eq!(page["complete"], true);
+
+        // A history request is a frame of the rate: 4 messages + 2 pages
+        // + this one make 7; the next is one too many.
+        tab.send(json!({"type":"history","before_seq":3})).await;
+        assert_eq!(tab.recv().await["type"], "history");
+        tab.send(json!({"type":"history","before_seq":3})).await;
+        assert_eq!(tab.recv().await["code"], "rate_limited");
+    }
+}
+
+#[actix_web::test]
+async fn a_history_page_holds_at_most_a_hundred_lines() {
+    let mut settings = test_settings(StoreKind::Memory);
+    settings.limits.rate = leadchat::settings::RateSetting {
+        frames: 1000,
+        per: Duration::from_secs(10),
+    };
+    let app = spawn_app_with(settings).await;
+    let (mut ws, session) = app.connect(None).await;
+    let id = session["session_id"].as_str().expect("id").to_owned();
+    for i in 0..60 {
+        ws.message(&format!("line {i}"), &format!("p{i}")).await;
+    }
+    // 121 lines: the resume replays 100 (the default), the page the rest.
+    let (mut tab, resumed) = app.connect(Some(&id)).await;
+    assert_eq!(resumed["history"].as_array().map(Vec::len), Some(100));
+    assert_eq!(resumed["history"][0]["seq"], 22);
+    assert_eq!(resumed["history_truncated"], true);
+    tab.send(json!({"type":"history","before_seq":122})).await;
+    let page = tab.recv().await;
+    assert_eq!(page["lines"].as_array().map(Vec::len), Some(100));
+    assert_eq!(page["lines"][0]["seq"], 22);
+    assert_eq!(page["complete"], false);
+    tab.send(json!({"type":"history","before_seq":22})).await;
+    let page = tab.recv().await;
+    assert_eq!(page["lines"].as_array().map(Vec::len), Some(21));
+    assert_eq!(page["complete"], true);
+}
