@@ -37,10 +37,15 @@ pub enum ErrorCode {
     Overloaded,
     /// HTTP: the page's `Origin` is not in `allowed_origins`.
     Forbidden,
+    /// HTTP 429: this client address holds too many sockets or opened too
+    /// many new sessions lately.
+    TooManyConnections,
+    /// HTTP 408: the request body did not arrive within `limits.body_read_timeout`.
+    RequestTimeout,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::TooLarge,
@@ -54,6 +59,8 @@ impl ErrorCode {
         ErrorCode::AdminDisabled,
         ErrorCode::Overloaded,
         ErrorCode::Forbidden,
+        ErrorCode::TooManyConnections,
+        ErrorCode::RequestTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +78,8 @@ impl ErrorCode {
             ErrorCode::AdminDisabled => "admin_disabled",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 }

@@ -55,6 +55,8 @@ impl Handler<FinalizeSession> for Collector {
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// The `metrics_listen` address, when the settings set one.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Holds the archive, reports and outbox of this app.
     pub dir: std::sync::Arc<tempfile::TempDir>,
     pub finalized: Finalized,
@@ -169,10 +171,12 @@ async fn spawn(settings: Settings, collect: bool) -> TestApp {
         .await
         .expect("the application starts (is Redis running on 127.0.0.1:6379?)");
     let addr = app.addr();
+    let metrics_addr = app.metrics_addr();
     let handle = app.server_handle();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         addr,
+        metrics_addr,
         dir,
         finalized,
         http: reqwest::Client::new(),
