@@ -300,7 +300,14 @@ mod tests {
 
     #[test]
     fn email_local_parts_are_dot_atoms_without_link_syntax() {
-        for ok in ["a.b", "o'neil", "x+tag", "a!b$c*d^e_f`g{h|i}j~k", "A1-2", "prïya"] {
+        for ok in [
+            "a.b",
+            "o'neil",
+            "x+tag",
+            "a!b$c*d^e_f`g{h|i}j~k",
+            "A1-2",
+            "prïya",
+        ] {
             assert!(Email::parse(&format!("{ok}@b.co")).is_ok(), "{ok}");
         }
         for bad in [
@@ -313,7 +320,14 @@ mod tests {
 
     #[test]
     fn names_refuse_separators_and_format_characters_but_keep_zwj_and_zwnj() {
-        for bad in ["a\u{2028}b", "a\u{2029}b", "evil\u{202E}gpj", "a\u{200B}b", "a\u{FEFF}b", "a\u{85}b"] {
+        for bad in [
+            "a\u{2028}b",
+            "a\u{2029}b",
+            "evil\u{202E}gpj",
+            "a\u{200B}b",
+            "a\u{FEFF}b",
+            "a\u{85}b",
+        ] {
             assert_eq!(
                 PersonName::parse(bad).expect_err(bad).field,
                 ContactField::Name

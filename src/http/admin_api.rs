@@ -28,7 +28,10 @@ pub fn authorize_socket(req: &HttpRequest, state: &AppState) -> Result<(), ApiEr
     let from_query = web::Query::<TokenQuery>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.into_inner().token);
-    check_token(bearer(req).map(str::to_owned).or(from_query).as_deref(), state)
+    check_token(
+        bearer(req).map(str::to_owned).or(from_query).as_deref(),
+        state,
+    )
 }
 
 fn bearer(req: &HttpRequest) -> Option<&str> {

@@ -232,7 +232,10 @@ mod tests {
             ClientKey::of(ip("2001:db8:1:2::1")),
             ClientKey::of(ip("2001:db8:1:3::1"))
         );
-        assert_eq!(ClientKey::of(ip("::ffff:1.2.3.4")), ClientKey::of(ip("1.2.3.4")));
+        assert_eq!(
+            ClientKey::of(ip("::ffff:1.2.3.4")),
+            ClientKey::of(ip("1.2.3.4"))
+        );
     }
 
     #[test]
@@ -258,10 +261,7 @@ mod tests {
         for _ in 0..3 {
             limits.try_new_session(a).expect("within the cap");
         }
-        assert_eq!(
-            limits.try_new_session(a),
-            Err(Refusal::TooManyNewSessions)
-        );
+        assert_eq!(limits.try_new_session(a), Err(Refusal::TooManyNewSessions));
         let b = ClientKey::of(ip("127.0.0.2"));
         assert!(limits.try_new_session(b).is_ok());
     }

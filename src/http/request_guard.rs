@@ -54,7 +54,10 @@ pub async fn budget(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let over = matches!(req.conn_data::<ConnectionSlot>(), Some(ConnectionSlot(None)));
+    let over = matches!(
+        req.conn_data::<ConnectionSlot>(),
+        Some(ConnectionSlot(None))
+    );
     if over && !exempt(req.path()) {
         metrics::counter!(crate::telemetry::names::CONNECTIONS_REFUSED).increment(1);
         let mut err = ApiError::new(

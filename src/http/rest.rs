@@ -127,7 +127,10 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /metrics`: without auth on the metrics address when there is one
 /// (`request_guard::metrics_listener` keeps that address to this route),
 /// else with the admin token only.
-pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let on_own_address = state
         .metrics_addr
         .is_some_and(|addr| req.app_config().local_addr() == addr);

@@ -68,11 +68,17 @@ async fn a_client_at_its_socket_cap_gets_429_while_another_address_connects() {
     let app = spawn_app_with(settings).await;
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(ws_from(&app, "127.0.0.1", None, &[]).await.expect("under the cap"));
+        held.push(
+            ws_from(&app, "127.0.0.1", None, &[])
+                .await
+                .expect("under the cap"),
+        );
     }
     assert_too_many(ws_from(&app, "127.0.0.1", None, &[]).await);
     // Another client is not starved by the first.
-    let other = ws_from(&app, "127.0.0.2", None, &[]).await.expect("another address");
+    let other = ws_from(&app, "127.0.0.2", None, &[])
+        .await
+        .expect("another address");
     // A socket that closes frees its place.
     drop(held.pop());
     assert!(
@@ -162,7 +168,10 @@ async fn a_fresh_session_whose_socket_closed_goes_after_the_grace_not_the_timeou
             break;
         }
     }
-    assert!(dropped, "an empty abandoned session is gone long before its 120 s timeout");
+    assert!(
+        dropped,
+        "an empty abandoned session is gone long before its 120 s timeout"
+    );
     let (_ws, again) = app.connect(Some(&kept)).await;
     assert_eq!(again["resumed"], true, "a session with a message stays");
     assert_eq!(app.finalized.count(), 0, "nothing is reported for either");
@@ -170,7 +179,9 @@ async fn a_fresh_session_whose_socket_closed_goes_after_the_grace_not_the_timeou
 
 /// A raw connection that sends a POST's head announcing a body, then nothing.
 async fn slow_post(app: &TestApp) -> tokio::net::TcpStream {
-    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    let mut tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
     tcp.write_all(
         b"POST /end_session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ses",
     )
@@ -221,10 +232,26 @@ async fn slow_bodies_get_408_and_health_answers_while_they_hold_the_budget() {
         statuses.push(status_of(tcp).await);
     }
     let count = |code| statuses.iter().filter(|s| **s == Some(code)).count();
-    assert_eq!(count(408), 4, "the slots' slow bodies time out: {statuses:?}");
+    assert_eq!(
+        count(408),
+        4,
+        "the slots' slow bodies time out: {statuses:?}"
+    );
     assert_eq!(count(503), 4, "the rest are refused at once: {statuses:?}");
-    // Slots are free again.
-    let (_ws, _) = app.connect(None).await;
+    // Slots are free again once those connections are closed.
+    drop(slow);
+    let mut admitted = false;
+    for _ in 0..40 {
+        if tokio_tungstenite::connect_async(app.ws_url(None))
+            .await
+            .is_ok()
+        {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(admitted, "the budget is free again");
 }
 
 #[actix_web::test]
@@ -236,11 +263,19 @@ async fn html_pages_carry_csp_nosniff_and_a_referrer_policy() {
         let h = res.headers();
         let csp = h["content-security-policy"].to_str().expect("ascii");
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
-        assert!(csp.contains("script-src 'self'") && !csp.contains("script-src 'self' 'unsafe-inline'"), "{path}: {csp}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("script-src 'self' 'unsafe-inline'"),
+            "{path}: {csp}"
+        );
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
     }
-    let js = app.http.get(app.url("/site.js")).send().await.expect("site.js");
+    let js = app
+        .http
+        .get(app.url("/site.js"))
+        .send()
+        .await
+        .expect("site.js");
     assert_eq!(js.status().as_u16(), 200);
 }
 
@@ -257,8 +292,18 @@ async fn metrics_need_the_admin_token_unless_on_their_own_address() {
         req.send()
     };
     assert_eq!(get(None).await.expect("metrics").status().as_u16(), 401);
-    assert_eq!(get(Some("wrong-token-wrong-token")).await.expect("m").status().as_u16(), 401);
-    assert_eq!(get(Some(TOKEN)).await.expect("metrics").status().as_u16(), 200);
+    assert_eq!(
+        get(Some("wrong-token-wrong-token"))
+            .await
+            .expect("m")
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        get(Some(TOKEN)).await.expect("metrics").status().as_u16(),
+        200
+    );
 
     let mut settings = test_settings(StoreKind::Memory);
     settings.admin_token = Some(TOKEN.into());
@@ -273,8 +318,17 @@ async fn metrics_need_the_admin_token_unless_on_their_own_address() {
         .expect("metrics");
     assert_eq!(res.status().as_u16(), 200, "no auth on the metrics address");
     assert!(res.text().await.expect("text").contains("leadchat_"));
-    let res = app.http.get(format!("http://{own}/admin")).send().await.expect("admin");
-    assert_eq!(res.status().as_u16(), 404, "the metrics address serves /metrics only");
+    let res = app
+        .http
+        .get(format!("http://{own}/admin"))
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(
+        res.status().as_u16(),
+        404,
+        "the metrics address serves /metrics only"
+    );
     let res = app
         .http
         .get(app.url("/metrics"))
@@ -306,12 +360,10 @@ async fn rest_calls_refuse_a_token_in_the_query_string() {
         .expect("list");
     assert_eq!(res.status().as_u16(), 200);
     // The admin WebSocket keeps `?token=`: browsers cannot set its headers.
-    let (_ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://{}/admin/ws?token={TOKEN}",
-        app.addr
-    ))
-    .await
-    .expect("the feed takes the query token");
+    let (_ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/admin/ws?token={TOKEN}", app.addr))
+            .await
+            .expect("the feed takes the query token");
 }
 
 #[actix_web::test]
@@ -319,7 +371,11 @@ async fn contact_fields_with_link_syntax_or_format_characters_get_invalid_contac
     let app = spawn_app(StoreKind::Memory).await;
     let (mut ws, _) = app.connect(None).await;
     for (name, email, field) in [
-        ("Mallory", "m?cc=boss@corp.example&body=hi@evil.example", "email"),
+        (
+            "Mallory",
+            "m?cc=boss@corp.example&body=hi@evil.example",
+            "email",
+        ),
         ("Mallory", "m%40x#y@evil.example", "email"),
         ("evil\u{202E}gpj.exe", "m@evil.example", "name"),
         ("line\u{2028}break", "m@evil.example", "name"),

@@ -119,7 +119,7 @@ impl TestApp {
 /// Settings for one test: port 0, its own Redis key prefix, its own SQLite
 /// archive, report and outbox folders (in `dir`).
 pub fn test_settings_in(kind: StoreKind, dir: &std::path::Path) -> Settings {
-    Settings {
+    let mut settings = Settings {
         database_url: format!("sqlite://{}", dir.join("archive.db").display()),
         report_dir: dir.join("reports"),
         outbox_dir: dir.join("outbox"),
@@ -128,7 +128,12 @@ pub fn test_settings_in(kind: StoreKind, dir: &std::path::Path) -> Settings {
         redis_prefix: format!("test:{}:", ulid::Ulid::new()),
         redis_url: (kind == StoreKind::Redis).then(|| REDIS_URL.into()),
         ..Settings::default()
-    }
+    };
+    // Every test client is 127.0.0.1: the per-client limits are tested
+    // where a test sets them.
+    settings.limits.sessions_per_client = 10_000;
+    settings.limits.sockets_per_client = 10_000;
+    settings
 }
 
 thread_local! {
