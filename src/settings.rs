@@ -13,6 +13,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod origins;
+pub mod proxies;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -140,6 +141,14 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     pub brand: BrandSettings,
     pub limits: Limits,
+    // -- clients and access (issue 14) --
+    /// Proxies whose `X-Forwarded-For` names the client (see
+    /// [`proxies`]); empty = the peer is the client.
+    #[serde(deserialize_with = "proxies::deserialize")]
+    pub trusted_proxies: Vec<String>,
+    /// `/metrics` on its own address, without auth (`LEADCHAT_METRICS_LISTEN`);
+    /// unset = on the main listener with the admin token only.
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,7 +169,7 @@ pub struct Limits {
     /// connection: a trickled frame must not hold a socket forever.
     pub frame_read_timeout: HumanDuration,
     /// Open WebSockets past which upgrades get 503; unset = a margin under
-    /// the process's file-descriptor limit.
+    /// the process's file-descriptor limit. Plain HTTP connections count too.
     pub max_connections: Option<usize>,
     // --- session bounds (PROTOCOL §2 "Bounds") ---
     /// Visitor messages one session takes; past it `session_full`.
@@ -170,6 +179,16 @@ pub struct Limits {
     pub history_replay: usize,
     /// Sockets one session holds; a new one closes the oldest with 4008.
     pub connections_per_session: usize,
+    // -- per client and per request (issue 14) --
+    /// New sessions one client address may open in any 60 s.
+    pub sessions_per_client: u32,
+    /// Visitor sockets one client address may hold at once.
+    pub sockets_per_client: u32,
+    /// A request body not received in this time is refused with 408.
+    pub body_read_timeout: HumanDuration,
+    /// A fresh session nobody said anything in is dropped this long after its
+    /// last socket left, instead of at the inactivity timeout.
+    pub empty_session_grace: HumanDuration,
 }
 
 impl Default for Settings {
@@ -218,7 +237,13 @@ impl Default for Settings {
                 max_messages: 300,
                 history_replay: 100,
                 connections_per_session: 5,
+                sessions_per_client: 10,
+                sockets_per_client: 20,
+                body_read_timeout: HumanDuration(Duration::from_secs(10)),
+                empty_session_grace: HumanDuration(Duration::from_secs(10)),
             },
+            trusted_proxies: Vec::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -358,6 +383,19 @@ impl Settings {
                 "must be longer than limits.heartbeat_interval",
             ));
         }
+        if self.limits.sessions_per_client == 0 || self.limits.sockets_per_client == 0 {
+            return Err(SettingsError::invalid(
+                "limits.sessions_per_client",
+                "sessions_per_client and sockets_per_client must be at least 1",
+            ));
+        }
+        if self.limits.body_read_timeout.0.is_zero() {
+            return Err(SettingsError::invalid(
+                "limits.body_read_timeout",
+                "must be more than zero",
+            ));
+        }
+        self.metrics_addr()?;
         if matches!(self.admin_token.as_deref(), Some(t) if t.len() < 16) {
             return Err(SettingsError::invalid(
                 "admin_token",
@@ -374,6 +412,27 @@ impl Settings {
                 format!("expected ADDRESS:PORT, got {:?}", self.listen),
             )
         })
+    }
+
+    /// `metrics_listen` as an address; an empty value means unset.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, SettingsError> {
+        match self.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                SettingsError::invalid(
+                    "metrics_listen",
+                    format!("expected ADDRESS:PORT, got {text:?}"),
+                )
+            }),
+        }
+    }
+
+    /// The parsed `trusted_proxies` (validated when the settings loaded).
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| proxies::parse(p))
+            .collect()
     }
 
     /// Whether a browser page at `origin` may use the widget API; see
@@ -480,6 +539,26 @@ mod tests {
         );
         let err = with(&[("allowed_origins", "\"shop.example\"")]).expect_err("bad");
         assert!(err.to_string().contains("allowed_origins"), "{err}");
+    }
+
+    #[test]
+    fn client_limits_and_metrics_listen_parse() {
+        let s = with(&[]).expect("defaults");
+        assert_eq!(s.limits.sessions_per_client, 10);
+        assert_eq!(s.limits.sockets_per_client, 20);
+        assert_eq!(s.limits.body_read_timeout.0, Duration::from_secs(10));
+        assert!(s.trusted_proxies.is_empty() && s.metrics_addr().expect("ok").is_none());
+        let s = with(&[
+            ("trusted_proxies", "\"10.0.0.0/8, 127.0.0.1\""),
+            ("metrics_listen", "\"127.0.0.1:9100\""),
+        ])
+        .expect("ok");
+        assert_eq!(s.trusted_proxy_nets().len(), 2);
+        assert!(s.metrics_addr().expect("ok").is_some());
+        let err = with(&[("trusted_proxies", "\"proxy.local\"")]).expect_err("bad");
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
+        let err = with(&[("metrics_listen", "\"nowhere\"")]).expect_err("bad");
+        assert!(err.to_string().contains("metrics_listen"), "{err}");
     }
 
     #[test]

@@ -7,12 +7,12 @@ use std::sync::atomic::AtomicU64;
 
 use actix::{Actor, Addr, Recipient};
 use actix_web::dev::Server;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpServer, middleware, web};
 
 use crate::admin::{self, AdminFeed, AttachRegistry, FeedDemand, bus::FeedBus};
 use crate::archive::Archive;
 use crate::bot::{KnowledgeBase, Responder};
-use crate::http::{self, Admission, AppState};
+use crate::http::{self, Admission, AppState, ClientLimits};
 use crate::mail::{MailTransport, MailerActor, MailerDeps, StopMailer};
 use crate::report::{
     Brand, Drain, FinalizeSession, LogoImage, RenderPool, ReportActor, ReportDeps, ReportRenderer,
@@ -49,6 +49,7 @@ pub enum StartupError {
 
 pub struct Application {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     server: Server,
     registry: Arc<SessionRegistry>,
     pipeline: Pipeline,
@@ -188,6 +189,7 @@ impl Application {
             feed_demand,
             bus: bus.clone(),
             inactivity_timeout: settings.inactivity_timeout.0,
+            empty_session_grace: settings.limits.empty_session_grace.0,
             rate: settings.limits.rate,
             bounds: crate::session::SessionBounds::from_limits(&settings.limits),
             node: node.clone(),
@@ -219,6 +221,14 @@ impl Application {
             .limits
             .max_connections
             .unwrap_or_else(Admission::default_max);
+        if settings.admin_token.is_none() {
+            tracing::warn!("LEADCHAT_ADMIN_TOKEN is not set: the admin API and feed are disabled");
+        }
+        let requested = settings.listen_addr()?;
+        let (listener, addr) = bind(requested)?;
+        http::set_write_deadline(&listener, settings.limits.client_timeout.0);
+        let metrics_listener = settings.metrics_addr()?.map(bind).transpose()?;
+        let admission = Admission::new(max_connections);
         let state = web::Data::new(AppState {
             settings: Arc::clone(&settings),
             registry: Arc::clone(&registry),
@@ -226,52 +236,67 @@ impl Application {
             archive,
             feed,
             metrics: telemetry::metrics_handle(),
-            admission: Admission::new(max_connections),
+            admission: admission.clone(),
             next_conn_id: AtomicU64::new(1),
+            client_limits: ClientLimits::new(
+                settings.limits.sessions_per_client,
+                settings.limits.sockets_per_client,
+            ),
+            trusted_proxies: settings.trusted_proxy_nets(),
+            metrics_addr: metrics_listener.as_ref().map(|(_, a)| *a),
         });
-
-        if settings.admin_token.is_none() {
-            tracing::warn!("LEADCHAT_ADMIN_TOKEN is not set: the admin API and feed are disabled");
-        }
-        let requested = settings.listen_addr()?;
-        let listener = TcpListener::bind(requested).map_err(|source| StartupError::Listen {
-            addr: requested,
-            source,
-        })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartupError::Listen {
-                addr: requested,
-                source,
-            })?;
-        http::set_write_deadline(&listener, settings.limits.client_timeout.0);
-        let mut server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-                // Signals are ours (`run_until_stopped`): sockets close at
-                // once, so connections left after this are requests in
-                // flight, given a few seconds.
-                .disable_signals()
-                .shutdown_timeout(HTTP_SHUTDOWN_TIMEOUT.min(settings.shutdown_grace.0.as_secs()))
-                .backlog(4096)
-                // Chat frames are small and an ack is followed at once by the
-                // bot's answer: with Nagle on, an answer written apart from its
-                // ack can wait for the client's delayed ACK (40–200 ms).
-                .tcp_nodelay(true)
-                .max_connections(50_000)
-                .client_request_timeout(std::time::Duration::from_secs(10));
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers);
-        }
-        let server = server
+        let metrics_addr = state.metrics_addr;
+        let workers = settings.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
+        let server = HttpServer::new(move || {
+            // Outermost last: the budget first, then the metrics address,
+            // the page headers, the body deadline.
+            App::new()
+                .app_data(state.clone())
+                .wrap(middleware::from_fn(http::body_deadline))
+                .wrap(middleware::from_fn(http::security_headers))
+                .wrap(middleware::from_fn(http::metrics_listener))
+                .wrap(middleware::from_fn(http::budget))
+                .configure(http::routes)
+        })
+        // Signals are ours (`run_until_stopped`): sockets close at once, so
+        // connections left after this are requests in flight, given a few
+        // seconds.
+        .disable_signals()
+        .shutdown_timeout(HTTP_SHUTDOWN_TIMEOUT.min(settings.shutdown_grace.0.as_secs()))
+        .backlog(4096)
+        // Chat frames are small and an ack is followed at once by the
+        // bot's answer: with Nagle on, an answer written apart from its
+        // ack can wait for the client's delayed ACK (40–200 ms).
+        .tcp_nodelay(true)
+        // Every connection takes a slot of the budget as it opens; past
+        // the hard cap the server stops accepting rather than running
+        // out of descriptors (the cap is per worker).
+        .on_connect(admission.on_connect())
+        .workers(workers)
+        .max_connections(admission.accept_cap().div_ceil(workers))
+        .client_request_timeout(std::time::Duration::from_secs(10));
+        let mut server = server
             .listen(listener)
             .map_err(|source| StartupError::Listen {
                 addr: requested,
                 source,
-            })?
-            .run();
+            })?;
+        if let Some((listener, metrics_addr)) = metrics_listener {
+            server = server
+                .listen(listener)
+                .map_err(|source| StartupError::Listen {
+                    addr: metrics_addr,
+                    source,
+                })?;
+            tracing::info!("metrics on {metrics_addr}");
+        }
+        let server = server.run();
         tracing::info!(node = %node, max_connections, "listening on {addr}");
         Ok(Self {
             addr,
+            metrics_addr,
             server,
             registry,
             pipeline,
@@ -282,6 +307,11 @@ impl Application {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` answers without auth, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn port(&self) -> u16 {
@@ -385,6 +415,16 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+fn bind(requested: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let fail = |source| StartupError::Listen {
+        addr: requested,
+        source,
+    };
+    let listener = TcpListener::bind(requested).map_err(fail)?;
+    let addr = listener.local_addr().map_err(fail)?;
+    Ok((listener, addr))
 }
 
 fn load_knowledge(settings: &Settings) -> Result<KnowledgeBase, StartupError> {

@@ -43,10 +43,12 @@ pub enum ErrorCode {
     /// Too many sockets: per client (HTTP 429 before the upgrade) or per
     /// session (the oldest socket is told so, then closed with 4008).
     TooManyConnections,
+    /// HTTP 408: the request body did not arrive within `limits.body_read_timeout`.
+    RequestTimeout,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::TooLarge,
@@ -62,6 +64,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::SessionFull,
         ErrorCode::TooManyConnections,
+        ErrorCode::RequestTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +84,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::SessionFull => "session_full",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 }

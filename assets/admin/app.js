@@ -583,7 +583,7 @@
     title.replaceChildren(el('span', { className: 'name' }, displayName(s)), ' ', badge(s.priority));
     const facts = [
       s.organization ? fact('Organization', s.organization) : [],
-      s.email ? fact('E-mail', el('a', { href: `mailto:${s.email}` }, s.email)) : [],
+      s.email ? fact('E-mail', el('a', { href: `mailto:${encodeURIComponent(s.email).replace(/%40/g, '@')}` }, s.email)) : [],
       s.phone ? fact('Phone', el('a', { href: `tel:${s.phone}` }, s.phone)) : [],
       fact('Lead score', el('strong', { className: 'score' }, s.lead_score ?? 0),
         s.engagement_score !== undefined ? ` · engagement ${s.engagement_score}` : ''),

@@ -74,4 +74,4 @@ if s["mails"]:
 else:
     print(f"sink: no mail of {n}")
 PY
-curl -s "http://$SERVER_ADDR/metrics" | grep -E '^leadchat_(sessions_finalized_total|reports_total|mails_sent_total|mails_failed_total|mails_retried_total|report_render_seconds_(sum|count))' || true
+curl -s -H "Authorization: Bearer $PERF_ADMIN_TOKEN" "http://$SERVER_ADDR/metrics" | grep -E '^leadchat_(sessions_finalized_total|reports_total|mails_sent_total|mails_failed_total|mails_retried_total|report_render_seconds_(sum|count))' || true

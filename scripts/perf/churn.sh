@@ -35,7 +35,7 @@ metric() {
   awk -v m="$1" '$1 == m || index($1, m "{") == 1 {s += $2; n++} END {if (n) print s}' "$RUN_DIR/metrics.txt"
 }
 sample() {
-  curl -s "http://$SERVER_ADDR/metrics" >"$RUN_DIR/metrics.txt"
+  curl -s -H "Authorization: Bearer $PERF_ADMIN_TOKEN" "http://$SERVER_ADDR/metrics" >"$RUN_DIR/metrics.txt"
   local keys
   keys=$(python3 "$ROOT/scripts/perf/redis_keys.py" --url "$REDIS_URL" --prefix "$REDIS_PREFIX")
   python3 - "$1" "$(rss_kb "$SERVER_PID")" "$keys" "$RUN_DIR/sink.json" \

@@ -18,7 +18,7 @@ generators idle "$PROCS" "$SESSIONS" --idle --connect-concurrency "${CONC:-256}"
 wait_ready idle "$PROCS"
 sleep 3 # let the sessions' first store writes and timers settle
 after=$(rss_kb "$SERVER_PID")
-live=$(curl -s "http://$SERVER_ADDR/metrics" | awk '/^leadchat_live_sessions / {print $2}')
+live=$(curl -s -H "Authorization: Bearer $PERF_ADMIN_TOKEN" "http://$SERVER_ADDR/metrics" | awk '/^leadchat_live_sessions / {print $2}')
 wait_generators idle "$PROCS" || true
 summary "$RUN_DIR/idle.json"
 python3 - "$before" "$after" "$(field "$RUN_DIR/idle.json" ready)" "${live:-?}" <<'PY'

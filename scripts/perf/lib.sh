@@ -44,6 +44,9 @@ trap cleanup EXIT
 
 # start_server [VAR=value …]: (STORE=memory: without Redis) starts leadchat on a free port with Redis, its
 # own SQLite file, report and outbox directories; sets SERVER_PID and SERVER_ADDR.
+# Load generators are all 127.0.0.1: the per-client limits are lifted, and
+# /metrics needs the admin token.
+PERF_ADMIN_TOKEN=${PERF_ADMIN_TOKEN:-perf-admin-token-0000}
 start_server() {
   mkdir -p "$RUN_DIR/reports" "$RUN_DIR/outbox"
   local store=(LEADCHAT_REDIS_URL="$REDIS_URL" LEADCHAT_REDIS_PREFIX="$REDIS_PREFIX")
@@ -53,6 +56,8 @@ start_server() {
     LEADCHAT_REPORT_DIR="$RUN_DIR/reports" \
     LEADCHAT_OUTBOX_DIR="$RUN_DIR/outbox" \
     LEADCHAT_LIMITS__RATE=1000/1s \
+    LEADCHAT_LIMITS__SESSIONS_PER_CLIENT=10000000 LEADCHAT_LIMITS__SOCKETS_PER_CLIENT=10000000 \
+    LEADCHAT_ADMIN_TOKEN="$PERF_ADMIN_TOKEN" \
     RUST_LOG="${RUST_LOG:-warn,leadchat::startup=info}" NO_COLOR=1 \
     "$@" "$LEADCHAT_BIN" serve >"$RUN_DIR/server.log" 2>&1 &
   SERVER_PID=$!

@@ -39,16 +39,38 @@ impl ContactError {
     }
 }
 
-/// Trims, refuses control characters and bounds the length in characters.
+/// Characters no name or organization needs and that can disguise one:
+/// controls (Cc), line and paragraph separators (Zl, Zp) and format
+/// characters (Cf: bidi overrides, zero-width spaces, …) — except ZWJ and
+/// ZWNJ, which Indic scripts and emoji sequences need.
+fn is_disguising(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    if matches!(c, '\u{200C}' | '\u{200D}') {
+        return false;
+    }
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::Format
+    )
+}
+
+/// Trims, refuses control and format characters and bounds the length in
+/// characters.
 fn clean(field: ContactField, raw: &str, max_chars: usize) -> Result<Option<String>, ContactError> {
     let text = raw.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    if text.chars().any(char::is_control) {
+    if text.chars().any(is_disguising) {
         return Err(ContactError::new(
             field,
-            format!("{} must not contain control characters", field.as_str()),
+            format!(
+                "{} must not contain control, separator or formatting characters",
+                field.as_str()
+            ),
         ));
     }
     if text.chars().count() > max_chars {
@@ -101,10 +123,7 @@ impl Email {
             && domain
                 .chars()
                 .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
-        let local_ok = !local.is_empty()
-            && local.len() <= 64
-            && !local.contains(char::is_whitespace)
-            && !local.contains(['@', '<', '>', '(', ')', ',', ';', ':', '"', '[', ']']);
+        let local_ok = local.len() <= 64 && is_dot_atom(local);
         if !domain_ok || !local_ok {
             return Err(invalid());
         }
@@ -114,6 +133,37 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// RFC 5321 `Dot-string`: atoms of letters (any script, as RFC 6531
+/// allows), digits and
+/// ``!#$%&'*+-/=?^_`{|}~`` joined by single dots — less `#%&/=?`, which no
+/// real mailbox needs and which turn a `mailto:` link into one with
+/// attacker-chosen headers or body.
+fn is_dot_atom(local: &str) -> bool {
+    const ATEXT: &str = "!$'*+-^_`{|}~";
+    !local.is_empty()
+        && local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || ATEXT.contains(c))
+        })
+}
+
+/// `mailto:` plus the address percent-encoded, for links in the dashboard
+/// and the PDF: whatever an address holds, the link drafts one mail to it.
+pub fn mailto_href(address: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'@')
+        .remove(b'.')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'+');
+    format!(
+        "mailto:{}",
+        percent_encoding::utf8_percent_encode(address.trim(), KEEP)
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -246,6 +296,60 @@ mod tests {
     fn refuses_control_characters_and_header_injection() {
         assert!(Email::parse("a@b.co\r\nBcc: x@y.z").is_err());
         assert!(PersonName::parse("Bob\u{7}").is_err());
+    }
+
+    #[test]
+    fn email_local_parts_are_dot_atoms_without_link_syntax() {
+        for ok in [
+            "a.b",
+            "o'neil",
+            "x+tag",
+            "a!b$c*d^e_f`g{h|i}j~k",
+            "A1-2",
+            "prïya",
+        ] {
+            assert!(Email::parse(&format!("{ok}@b.co")).is_ok(), "{ok}");
+        }
+        for bad in [
+            "a?cc=x", "a&b", "a=b", "a%40b", "a#b", "a/b", ".a", "a.", "a..b", "a b", "\"a\"",
+        ] {
+            assert!(Email::parse(&format!("{bad}@b.co")).is_err(), "{bad}");
+        }
+        assert!(Email::parse("v@b.co?cc=evil@x.io").is_err());
+    }
+
+    #[test]
+    fn names_refuse_separators_and_format_characters_but_keep_zwj_and_zwnj() {
+        for bad in [
+            "a\u{2028}b",
+            "a\u{2029}b",
+            "evil\u{202E}gpj",
+            "a\u{200B}b",
+            "a\u{FEFF}b",
+            "a\u{85}b",
+        ] {
+            assert_eq!(
+                PersonName::parse(bad).expect_err(bad).field,
+                ContactField::Name
+            );
+            assert_eq!(
+                Organization::parse(bad).expect_err(bad).field,
+                ContactField::Organization
+            );
+        }
+        // ZWNJ and ZWJ shape Indic names and emoji sequences.
+        assert!(PersonName::parse("\u{0930}\u{094D}\u{200D}\u{092F}").is_ok());
+        assert!(PersonName::parse("\u{092E}\u{094D}\u{200C}\u{092E}").is_ok());
+        assert!(PersonName::parse("👩\u{200D}💻 Ana").is_ok());
+    }
+
+    #[test]
+    fn mailto_links_percent_encode_the_address() {
+        assert_eq!(mailto_href("priya@acme.in"), "mailto:priya@acme.in");
+        assert_eq!(
+            mailto_href("a?cc=x@y.z&body=hi#"),
+            "mailto:a%3Fcc%3Dx@y.z%26body%3Dhi%23"
+        );
     }
 
     #[test]

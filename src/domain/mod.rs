@@ -5,6 +5,8 @@ mod contact;
 mod session_id;
 mod transcript;
 
-pub use contact::{Contact, ContactError, ContactField, Email, Organization, PersonName, Phone};
+pub use contact::{
+    Contact, ContactError, ContactField, Email, Organization, PersonName, Phone, mailto_href,
+};
 pub use session_id::SessionId;
 pub use transcript::{EndReason, Role, TranscriptEntry};

@@ -1,7 +1,8 @@
 //! The admin REST API (PROTOCOL §3): archived sessions with filters, one
-//! session with its transcript and mail status, its PDF. Bearer token, or
-//! `token=` in the query for browsers; compared in constant time and never
-//! logged.
+//! session with its transcript and mail status, its PDF. Bearer token only
+//! (a token in a URL ends up in logs and histories; only the admin
+//! WebSocket, which browsers cannot give headers, takes `?token=`);
+//! compared in constant time and never logged.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -17,8 +18,32 @@ use crate::domain::{EndReason, SessionId};
 use crate::session::{EndOutcome, EndSession, GetTranscript, Lookup};
 use crate::wire::ErrorCode;
 
-/// `Ok` when the request carries the admin token.
+/// `Ok` when the request carries the admin token in its `Authorization`
+/// header.
 pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    check_token(bearer(req), state)
+}
+
+/// As `authorize`, also taking `?token=`: for `/admin/ws` only.
+pub fn authorize_socket(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let from_query = web::Query::<TokenQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().token);
+    check_token(
+        bearer(req).map(str::to_owned).or(from_query).as_deref(),
+        state,
+    )
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn check_token(given: Option<&str>, state: &AppState) -> Result<(), ApiError> {
     let Some(expected) = state.settings.admin_token.as_deref() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -26,19 +51,7 @@ pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
             "the admin API is disabled: set LEADCHAT_ADMIN_TOKEN",
         ));
     };
-    let from_header = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let from_query = web::Query::<TokenQuery>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.into_inner().token);
-    let given = from_header
-        .map(str::to_owned)
-        .or(from_query)
-        .unwrap_or_default();
+    let given = given.unwrap_or_default();
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {

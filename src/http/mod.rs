@@ -5,9 +5,11 @@ mod admin_api;
 mod admin_assets;
 mod admin_socket;
 mod admission;
+mod client_limits;
 mod cross_origin;
 mod error;
 mod frame_guard;
+mod request_guard;
 mod rest;
 mod visitor_socket;
 mod widget;
@@ -22,8 +24,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 
 pub use admission::Admission;
+pub use client_limits::ClientLimits;
 pub use error::ApiError;
 pub use write_deadline::set_write_deadline;
+pub use request_guard::{body_deadline, budget, metrics_listener, security_headers};
 
 use crate::session::SessionRegistry;
 use crate::settings::Settings;
@@ -41,8 +45,15 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub admission: Admission,
     pub next_conn_id: AtomicU64,
+    /// Sockets and new sessions per client address.
+    pub client_limits: ClientLimits,
+    /// `trusted_proxies`, parsed once.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The bound `metrics_listen` address, when metrics have their own.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// Every route; `startup` wraps them in `request_guard`'s middleware.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(error::json_config())
         .route("/ws", web::get().to(visitor_ws))
@@ -72,6 +83,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(admin_api::report_pdf),
         )
         .route("/", web::get().to(widget::demo_site))
+        .route("/site.js", web::get().to(widget::demo_script))
         .configure(admin_assets::routes)
         .default_service(web::to(rest::not_found));
 }
@@ -90,19 +102,10 @@ async fn visitor_ws(
 ) -> Result<HttpResponse, actix_web::Error> {
     // Before admission, so refused pages cannot use up connection slots.
     cross_origin::check(req.headers(), &state.settings)?;
-    let Some(ticket) = state.admission.try_admit() else {
-        metrics::counter!(names::CONNECTIONS_REFUSED).increment(1);
-        let mut err = ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Overloaded,
-            "the server is at its connection limit; retry shortly",
-        );
-        err.retry_after_secs = Some(5);
-        return Err(err.into());
-    };
     let query = web::Query::<WsQuery>::from_query(req.query_string())
         .map(|q| q.into_inner().session_id)
         .unwrap_or(None);
+    let ticket = admit_visitor(&req, &state, query.as_deref()).await?;
     let limits = &state.settings.limits;
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let actor = visitor_socket::VisitorSocket::new(
@@ -125,6 +128,73 @@ async fn visitor_ws(
         .start_with_addr()?;
     _addr.do_send(GuardEvents(Some(events_rx)));
     Ok(response)
+}
+
+/// Admission of a visitor socket, before the upgrade: the client's socket
+/// place, the process-wide slot (held by the connection since it opened),
+/// then — unless it resumes a live session — one of the client's new
+/// sessions. Refusals are 429 `too_many_connections` or 503 `overloaded`.
+async fn admit_visitor(
+    req: &HttpRequest,
+    state: &AppState,
+    requested: Option<&str>,
+) -> Result<admission::ConnectionTicket, ApiError> {
+    use client_limits::{ClientKey, Refusal};
+    let too_many = |refusal: Refusal| {
+        metrics::counter!(names::CONNECTIONS_REFUSED).increment(1);
+        let (status, code, message, retry) = match refusal {
+            Refusal::TooManySockets => (
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyConnections,
+                "this address holds too many chat connections; close some first",
+                5,
+            ),
+            Refusal::TooManyNewSessions => (
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyConnections,
+                "this address opened too many new chats in the last minute",
+                60,
+            ),
+            Refusal::Crowded => (
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Overloaded,
+                "the server is at its connection limit; retry shortly",
+                5,
+            ),
+        };
+        let mut err = ApiError::new(status, code, message);
+        err.retry_after_secs = Some(retry);
+        err
+    };
+    let ip = client_limits::client_ip(req, &state.trusted_proxies)
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let key = ClientKey::of(ip);
+    let client = state.client_limits.try_socket(key).map_err(too_many)?;
+    let ticket = match req.conn_data::<admission::ConnectionSlot>() {
+        // `request_guard::budget` already refused a connection without a slot.
+        Some(_) => admission::ConnectionTicket::client_only(client),
+        None => state
+            .admission
+            .try_admit()
+            .ok_or_else(|| too_many(Refusal::Crowded))?
+            .with_client(client),
+    };
+    if !resumes_live_session(state, requested).await {
+        state.client_limits.try_new_session(key).map_err(too_many)?;
+    }
+    Ok(ticket)
+}
+
+/// Whether `requested` names a session this socket will resume (live here,
+/// or in the store and not finalized): a resume is not a new session.
+async fn resumes_live_session(state: &AppState, requested: Option<&str>) -> bool {
+    let Some(id) = requested.and_then(crate::domain::SessionId::parse) else {
+        return false;
+    };
+    matches!(
+        state.registry.find_or_restore(id).await,
+        Ok(crate::session::Lookup::Live(_))
+    )
 }
 
 /// Hands the frame guard's event channel to the socket actor, which adds it
@@ -150,7 +220,7 @@ async fn admin_ws(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    admin_api::authorize(&req, &state)?;
+    admin_api::authorize_socket(&req, &state)?;
     let id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let actor = admin_socket::AdminSocket::new(
         id,

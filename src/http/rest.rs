@@ -133,12 +133,29 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /metrics`: without auth on the metrics address when there is one
+/// (`request_guard::metrics_listener` keeps that address to this route),
+/// else with the admin token only.
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let on_own_address = state
+        .metrics_addr
+        .is_some_and(|addr| req.app_config().local_addr() == addr);
+    if state.metrics_addr.is_some() && !on_own_address {
+        return Err(ApiError::not_found(
+            "metrics are served on LEADCHAT_METRICS_LISTEN",
+        ));
+    }
+    if !on_own_address {
+        super::admin_api::authorize(&req, &state)?;
+    }
     metrics::gauge!(crate::telemetry::names::LIVE_SESSIONS_INDEXED)
         .set(state.registry.live_count() as f64);
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -6,6 +6,8 @@ use actix_web::{HttpRequest, HttpResponse};
 
 const WIDGET_JS: &str = include_str!("../../assets/widget/widget.js");
 const DEMO_SITE: &str = include_str!("../../assets/site/index.html");
+/// The demo page's own script, a file so the page's CSP needs no inline script.
+const DEMO_SCRIPT: &str = include_str!("../../assets/site/site.js");
 
 /// Short enough that a fixed widget reaches every site within minutes; the
 /// ETag makes the revalidation after that a 304.
@@ -83,7 +85,19 @@ pub async fn demo_site() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            super::request_guard::CSP_DEMO,
+        ))
         .body(DEMO_SITE)
+}
+
+/// `GET /site.js`: the demo page's script.
+pub async fn demo_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(DEMO_SCRIPT)
 }
 
 #[cfg(test)]
@@ -116,6 +130,8 @@ mod tests {
     #[test]
     fn the_demo_site_embeds_the_widget() {
         assert!(DEMO_SITE.contains("src=\"/widget.js\""));
+        // The CSP allows no inline script.
+        assert!(!DEMO_SITE.contains("<script>"));
     }
 
     #[actix_web::test]

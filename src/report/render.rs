@@ -166,8 +166,8 @@ fn view_model(data: &ReportData, logo: Option<String>) -> Value {
         "contact": {
             "name": present(&data.contact.name),
             "email": present(&data.contact.email),
-            // Unmodified address for the clickable mailto: link.
-            "email_raw": data.contact.email.as_deref().map(str::trim),
+            // The clickable link's target, percent-encoded.
+            "email_raw": data.contact.email.as_deref().map(crate::domain::mailto_href),
             "phone": present(&data.contact.phone),
             "organization": present(&data.contact.organization),
         },

@@ -42,10 +42,13 @@ impl Handler<Connect> for SessionActor {
 impl Handler<Disconnect> for SessionActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
         self.connections.retain(|(id, _)| *id != msg.conn_id);
         if self.connections.is_empty() && self.state == Lifecycle::Live {
             self.publish_view();
+            if !self.has_activity() {
+                self.drop_when_abandoned(ctx);
+            }
         }
     }
 }

@@ -51,6 +51,25 @@ impl SessionActor {
         }));
     }
 
+    /// The last socket of a session nobody said anything in has gone: drop
+    /// it after `empty_session_grace` (a reload or a reconnect comes back
+    /// sooner) rather than at the full inactivity timeout, so open/close
+    /// churn does not pile up actors. Nothing of it is in the store.
+    pub(super) fn drop_when_abandoned(&mut self, ctx: &mut Context<Self>) {
+        let grace = self.registry.deps().empty_session_grace;
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        self.timer = Some(ctx.run_later(grace, |act, ctx| {
+            act.timer = None;
+            if act.connections.is_empty() && !act.has_activity() {
+                act.finalize(ctx, EndReason::Inactivity, None);
+            } else {
+                act.start_inactivity_timer(ctx);
+            }
+        }));
+    }
+
     /// Finalizes once: takes the store's guard, tells every connection, hands
     /// the session to the ReportActor, then stops. The actor stops only after
     /// the guard step has finished, so nothing is dropped half-way.

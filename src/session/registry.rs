@@ -32,6 +32,8 @@ pub struct SessionDeps {
     /// The cluster channel (Redis only): asks another node to hand over.
     pub bus: Option<FeedBus>,
     pub inactivity_timeout: Duration,
+    /// How long a fresh session nobody spoke in outlives its last socket.
+    pub empty_session_grace: Duration,
     pub rate: RateSetting,
     pub bounds: SessionBounds,
     pub node: String,

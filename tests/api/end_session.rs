@@ -107,10 +107,14 @@ async fn finalizes_once_when_three_triggers_race() {
     }
 }
 
+const METRICS_TOKEN: &str = "metrics-admin-token-1234";
+
 #[actix_web::test]
 async fn health_ready_and_metrics_answer() {
     for kind in BOTH {
-        let app = spawn_app(kind).await;
+        let mut settings = test_settings(kind);
+        settings.admin_token = Some(METRICS_TOKEN.into());
+        let app = spawn_app_with(settings).await;
         let res = app
             .http
             .get(app.url("/health"))
@@ -125,6 +129,7 @@ async fn health_ready_and_metrics_answer() {
         let text = app
             .http
             .get(app.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
             .send()
             .await
             .expect("metrics")

@@ -276,8 +276,8 @@ async fn the_admin_api_serves_the_archived_session_and_its_pdf_to_the_token_hold
         .expect("request");
     assert_eq!(
         res.status().as_u16(),
-        200,
-        "the token also works as a query parameter"
+        401,
+        "REST never takes the token from the query string"
     );
 
     let one: serde_json::Value = app

@@ -55,6 +55,8 @@ impl Handler<FinalizeSession> for Collector {
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// The `metrics_listen` address, when the settings set one.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Holds the archive, reports and outbox of this app.
     pub dir: std::sync::Arc<tempfile::TempDir>,
     pub finalized: Finalized,
@@ -117,7 +119,7 @@ impl TestApp {
 /// Settings for one test: port 0, its own Redis key prefix, its own SQLite
 /// archive, report and outbox folders (in `dir`).
 pub fn test_settings_in(kind: StoreKind, dir: &std::path::Path) -> Settings {
-    Settings {
+    let mut settings = Settings {
         database_url: format!("sqlite://{}", dir.join("archive.db").display()),
         report_dir: dir.join("reports"),
         outbox_dir: dir.join("outbox"),
@@ -126,7 +128,12 @@ pub fn test_settings_in(kind: StoreKind, dir: &std::path::Path) -> Settings {
         redis_prefix: format!("test:{}:", ulid::Ulid::new()),
         redis_url: (kind == StoreKind::Redis).then(|| REDIS_URL.into()),
         ..Settings::default()
-    }
+    };
+    // Every test client is 127.0.0.1: the per-client limits are tested
+    // where a test sets them.
+    settings.limits.sessions_per_client = 10_000;
+    settings.limits.sockets_per_client = 10_000;
+    settings
 }
 
 thread_local! {
@@ -169,10 +176,12 @@ async fn spawn(settings: Settings, collect: bool) -> TestApp {
         .await
         .expect("the application starts (is Redis running on 127.0.0.1:6379?)");
     let addr = app.addr();
+    let metrics_addr = app.metrics_addr();
     let handle = app.server_handle();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         addr,
+        metrics_addr,
         dir,
         finalized,
         http: reqwest::Client::new(),

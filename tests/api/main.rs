@@ -2,6 +2,7 @@
 //! the embedded store and with Redis.
 
 mod admin_feed;
+mod clients;
 mod cross_origin;
 mod end_session;
 mod finalize;

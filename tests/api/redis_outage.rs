@@ -56,6 +56,7 @@ async fn chats_go_on_while_redis_is_down_and_every_write_reaches_it_afterwards()
     let mut settings = test_settings(StoreKind::Redis);
     settings.redis_url = Some(redis.url());
     settings.redis_write_buffer = 3;
+    settings.admin_token = Some("outage-admin-token-123".into());
     let log_key = |id: &str| format!("{}session:{{{id}}}:log", settings.redis_prefix);
     let app = spawn_app_with(settings.clone()).await;
 
@@ -88,6 +89,7 @@ async fn chats_go_on_while_redis_is_down_and_every_write_reaches_it_afterwards()
     let metrics = app
         .http
         .get(app.url("/metrics"))
+        .bearer_auth("outage-admin-token-123")
         .send()
         .await
         .expect("metrics")

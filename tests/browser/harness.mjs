@@ -105,6 +105,8 @@ export function startServer({ prefix, allowedOrigins = [], listen = '127.0.0.1:0
     LEADCHAT_REPORT_DIR: join(dataDir, 'reports'),
     LEADCHAT_OUTBOX_DIR: join(dataDir, 'outbox'),
     LEADCHAT_SHUTDOWN_GRACE: '2s',
+    // Every browser here is 127.0.0.1.
+    LEADCHAT_LIMITS__SESSIONS_PER_CLIENT: '100000',
     LOG_FORMAT: 'pretty',
     NO_COLOR: '1',
     RUST_LOG: process.env.RUST_LOG || 'info'

@@ -67,6 +67,9 @@ pub fn start(envs: &[(&str, &str)]) -> Server {
         .env("RUST_LOG", "info")
         .env("LEADCHAT_LISTEN", "127.0.0.1:0")
         .env("LEADCHAT_WORKERS", "1")
+        // Every test client is 127.0.0.1.
+        .env("LEADCHAT_LIMITS__SESSIONS_PER_CLIENT", "100000")
+        .env("LEADCHAT_LIMITS__SOCKETS_PER_CLIENT", "100000")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
