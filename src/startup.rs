@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use actix::{Actor, Addr, Recipient};
 use actix_web::dev::Server;
@@ -21,14 +21,14 @@ use crate::scoring::{Engine, ScoringConfig};
 use crate::session::{SessionDeps, SessionRegistry, Sweeper};
 use crate::settings::Settings;
 use crate::store::keys::Keys;
-use crate::store::{MemoryStore, RedisStore, SharedStore, WriteBuffer};
+use crate::store::{EmbeddedStore, MemoryStore, RedisStore, SharedStore, WriteBuffer};
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
-    #[error("cannot connect to Redis: {0}")]
+    #[error("cannot open the session store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Knowledge(#[from] crate::bot::KnowledgeError),
@@ -157,11 +157,21 @@ impl Application {
                 let buffered = WriteBuffer::start(Arc::new(redis), settings.redis_write_buffer);
                 (buffered, Some(bus))
             }
-            None => {
-                tracing::info!(
-                    "no LEADCHAT_REDIS_URL: using the embedded in-memory store (one node, no crash recovery)"
+            None if settings.embedded_memory => {
+                tracing::warn!(
+                    "embedded_memory is set: live sessions are kept in memory only and lost when the process ends (for tests)"
                 );
                 (Arc::new(MemoryStore::new()), None)
+            }
+            None => {
+                let store =
+                    EmbeddedStore::open(&settings.embedded_dir(), settings.embedded_sync).await?;
+                tracing::info!(
+                    path = %store.path().display(),
+                    sync = ?settings.embedded_sync,
+                    "no LEADCHAT_REDIS_URL: live sessions are kept in the embedded store on local disk (one node)"
+                );
+                (Arc::new(store), None)
             }
         };
         if settings.allowed_origins.is_empty() {
@@ -290,7 +300,18 @@ impl Application {
     /// Serves until SIGTERM / Ctrl-C. Every acknowledged event is already in
     /// the store, so live sessions survive the restart; they are not finalized.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // The server stops its workers on the signal, and the session actors
+        // they run go with them: count the live sessions as the signal comes.
+        let at_signal = Arc::new(AtomicUsize::new(0));
+        let watcher = tokio::spawn(count_at_signal(
+            Arc::clone(&self.registry),
+            Arc::clone(&at_signal),
+        ));
         self.server.await?;
+        watcher.abort();
+        let live_sessions = at_signal
+            .load(Ordering::Acquire)
+            .max(self.registry.live_count());
         // In-flight reports, then the mails they queued, get the grace period;
         // anything unfinished stays in the durable outbox for the next start.
         let drained = tokio::time::timeout(self.grace, async {
@@ -301,11 +322,38 @@ impl Application {
         if drained.is_err() {
             tracing::warn!("grace period over; unfinished mails stay queued in the outbox");
         }
-        tracing::info!(
-            live_sessions = self.registry.live_count(),
-            "stopped; live sessions stay in the store"
-        );
+        tracing::info!(live_sessions, "stopped; live sessions stay in the store");
         Ok(())
+    }
+}
+
+/// Records how many sessions are live each time a stop signal arrives (the
+/// signals actix-web stops on: SIGTERM, SIGINT, SIGQUIT).
+async fn count_at_signal(registry: Arc<SessionRegistry>, count: Arc<AtomicUsize>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+                _ = quit.recv() => {}
+            }
+            count.store(registry.live_count(), Ordering::Release);
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            count.store(registry.live_count(), Ordering::Release);
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -20,6 +21,36 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// Every line the process wrote to stdout so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// SIGTERM, then waits (at most 60 s) for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The lines logged so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
 }
 
 impl Drop for Server {
@@ -46,8 +77,11 @@ pub fn start(envs: &[(&str, &str)]) -> Server {
     let mut child = cmd.spawn().expect("spawn leadchat");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let lines = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines.lock().expect("log lock").push(line.clone());
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let _ = tx.send(
                     rest.split_whitespace()
@@ -61,7 +95,7 @@ pub fn start(envs: &[(&str, &str)]) -> Server {
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the server logs `listening on ADDR`");
-    Server { child, addr }
+    Server { child, addr, log }
 }
 
 pub async fn recv(
