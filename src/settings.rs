@@ -395,7 +395,11 @@ impl Settings {
     /// The embedded store's folder: the setting, else the SQLite archive's
     /// folder, else `data/`.
     pub fn embedded_dir(&self) -> PathBuf {
-        if let Some(dir) = self.embedded_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = self
+            .embedded_dir
+            .as_ref()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             return dir.clone();
         }
         let archive = self

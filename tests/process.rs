@@ -441,7 +441,9 @@ async fn without_redis_sigterm_keeps_live_sessions_and_logs_their_true_count() {
         .expect("a last line saying it stopped");
     assert!(last.contains("live_sessions=1"), "{last}");
     assert!(
-        lines.iter().any(|l| l.contains("embedded store on local disk")),
+        lines
+            .iter()
+            .any(|l| l.contains("embedded store on local disk")),
         "{lines:?}"
     );
     assert!(

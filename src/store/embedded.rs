@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -124,7 +122,10 @@ struct Request {
 
 enum Op {
     /// A session row and its new lines, already encoded as JSON objects.
-    Persist { session: String, entries: Vec<String> },
+    Persist {
+        session: String,
+        entries: Vec<String>,
+    },
     Load(SessionId),
     Finalize(SessionId, i64),
     IsFinalized(SessionId, i64),
@@ -355,9 +356,9 @@ async fn open_connections(
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "PRAGMA user_version = {SCHEMA_VERSION}"
     )))
-        .execute(&mut conn)
-        .await
-        .map_err(unavailable)?;
+    .execute(&mut conn)
+    .await
+    .map_err(unavailable)?;
     let checkpointer = options(path, sync).connect().await.map_err(unavailable)?;
     Ok((conn, checkpointer))
 }
@@ -423,11 +424,11 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Request>) {
                     .iter()
                     .position(|op| !matches!(op, Op::Persist { .. }))
                     .map_or(ops.len(), |n| i + n);
-                persist_run(&mut *tx, &ops[i..end]).await?;
+                persist_run(&mut tx, &ops[i..end]).await?;
                 answers.extend((i..end).map(|_| Ok(Answer::Done)));
                 i = end;
             } else {
-                answers.push(run_one(&mut *tx, &ops[i]).await?);
+                answers.push(run_one(&mut tx, &ops[i]).await?);
                 i += 1;
             }
         }
@@ -490,10 +491,15 @@ async fn persist_run(conn: &mut SqliteConnection, ops: &[Op]) -> Result<(), sqlx
 
 /// One request other than a write. A row that cannot be decoded is that
 /// request's error, not the batch's.
-async fn run_one(conn: &mut SqliteConnection, op: &Op) -> Result<Result<Answer, StoreError>, sqlx::Error> {
+async fn run_one(
+    conn: &mut SqliteConnection,
+    op: &Op,
+) -> Result<Result<Answer, StoreError>, sqlx::Error> {
     Ok(match op {
         Op::Persist { .. } => Ok(Answer::Done),
-        Op::Load(id) => load(conn, *id).await?.map(|s| Answer::Loaded(s.map(Box::new))),
+        Op::Load(id) => load(conn, *id)
+            .await?
+            .map(|s| Answer::Loaded(s.map(Box::new))),
         Op::Finalize(id, now) => {
             // The guard: only the first caller changes the row. A guard
             // older than the TTL counts as gone, as an expired Redis key.
@@ -532,7 +538,9 @@ async fn run_one(conn: &mut SqliteConnection, op: &Op) -> Result<Result<Answer, 
             .fetch_all(&mut *conn)
             .await?;
             Ok(Answer::Ids(
-                rows.iter().filter_map(|raw| SessionId::parse(raw)).collect(),
+                rows.iter()
+                    .filter_map(|raw| SessionId::parse(raw))
+                    .collect(),
             ))
         }
         Op::Forget(id) => {
@@ -570,13 +578,12 @@ async fn run_one(conn: &mut SqliteConnection, op: &Op) -> Result<Result<Answer, 
             Ok(Answer::Done)
         }
         Op::NodeAlive(node, now) => {
-            let found: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM live_nodes WHERE name = ?1 AND alive_until > ?2",
-            )
-            .bind(node)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM live_nodes WHERE name = ?1 AND alive_until > ?2")
+                    .bind(node)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
             Ok(Answer::Flag(found.is_some()))
         }
         Op::SetOwner(id, node) => {

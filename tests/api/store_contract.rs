@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use leadchat::domain::{Contact, Role, SessionId, TranscriptEntry};
 use leadchat::scoring::LeadScore;
-use leadchat::store::keys::Keys;
 use leadchat::settings::EmbeddedSync;
+use leadchat::store::keys::Keys;
 use leadchat::store::{
     EmbeddedStore, LeadRecord, MemoryStore, RedisStore, SessionStore, SessionUpdate,
 };
@@ -286,7 +286,11 @@ async fn later_writes_rewrite_the_signals_only_when_they_changed() {
     assert_eq!(loaded.node.as_deref(), Some("n1"));
 }
 
-fn update(id: SessionId, entries: Vec<TranscriptEntry>, deadline: chrono::DateTime<Utc>) -> SessionUpdate {
+fn update(
+    id: SessionId,
+    entries: Vec<TranscriptEntry>,
+    deadline: chrono::DateTime<Utc>,
+) -> SessionUpdate {
     let now = Utc::now();
     SessionUpdate {
         id,
@@ -329,7 +333,11 @@ async fn the_deadline_index_lists_expired_sessions_oldest_first_until_forgotten(
         let expired = store.expired(now, 1000).await.expect("expired");
         assert!(!expired.contains(&older), "{}", store.kind());
         assert!(expired.contains(&old), "{}", store.kind());
-        assert!(store.is_finalized(older).await.expect("guard"), "{}", store.kind());
+        assert!(
+            store.is_finalized(older).await.expect("guard"),
+            "{}",
+            store.kind()
+        );
         assert!(
             !store.try_finalize(older).await.expect("finalize"),
             "the guard outlives the index: {}",
@@ -343,14 +351,26 @@ async fn a_node_is_alive_while_its_heartbeat_lasts() {
     let (stores, _dir) = durable_stores().await;
     for store in stores {
         let node = format!("node-{}", ulid::Ulid::new());
-        assert!(!store.node_alive(&node).await.expect("alive?"), "{}", store.kind());
+        assert!(
+            !store.node_alive(&node).await.expect("alive?"),
+            "{}",
+            store.kind()
+        );
         store
             .heartbeat(&node, std::time::Duration::from_millis(1500))
             .await
             .expect("beat");
-        assert!(store.node_alive(&node).await.expect("alive?"), "{}", store.kind());
+        assert!(
+            store.node_alive(&node).await.expect("alive?"),
+            "{}",
+            store.kind()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
-        assert!(!store.node_alive(&node).await.expect("alive?"), "{}", store.kind());
+        assert!(
+            !store.node_alive(&node).await.expect("alive?"),
+            "{}",
+            store.kind()
+        );
     }
 }
 
@@ -388,7 +408,11 @@ async fn the_embedded_store_keeps_everything_written_across_a_reopen() {
             tokio::spawn(async move {
                 let other = SessionId::new();
                 store
-                    .persist(&update(other, vec![entry(1, Role::User, &format!("m{n}"))], Utc::now()))
+                    .persist(&update(
+                        other,
+                        vec![entry(1, Role::User, &format!("m{n}"))],
+                        Utc::now(),
+                    ))
                     .await
                     .expect("persist");
                 other
@@ -398,7 +422,11 @@ async fn the_embedded_store_keeps_everything_written_across_a_reopen() {
         for w in writes {
             others.push(w.await.expect("task"));
         }
-        let mut first = update(id, vec![entry(1, Role::Bot, "hi"), entry(2, Role::User, "q")], Utc::now());
+        let mut first = update(
+            id,
+            vec![entry(1, Role::Bot, "hi"), entry(2, Role::User, "q")],
+            Utc::now(),
+        );
         first.contact = Some(contact.clone());
         store.persist(&first).await.expect("persist");
         let mut second = update(id, vec![entry(3, Role::Bot, "a")], Utc::now());
@@ -408,7 +436,13 @@ async fn the_embedded_store_keeps_everything_written_across_a_reopen() {
         assert!(store.try_finalize(done).await.expect("finalize"));
         for other in &others {
             assert_eq!(
-                store.load(*other).await.expect("load").expect("stored").entries.len(),
+                store
+                    .load(*other)
+                    .await
+                    .expect("load")
+                    .expect("stored")
+                    .entries
+                    .len(),
                 1
             );
         }
