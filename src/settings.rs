@@ -110,6 +110,16 @@ pub struct Settings {
     /// Prefix for every Redis key this node writes; lets tests and several
     /// deployments share one Redis. Empty in production.
     pub redis_prefix: String,
+    // -- embedded store (no Redis) --
+    /// Where the embedded store keeps live sessions (`live.db`); unset =
+    /// beside the SQLite archive (`data/` with PostgreSQL).
+    pub embedded_dir: Option<PathBuf>,
+    /// `normal`: a commit survives a crash of the process (kill -9), not a
+    /// power loss; `full`: also a power loss, one fsync per group commit.
+    pub embedded_sync: EmbeddedSync,
+    /// Tests only: keep live sessions in memory, lost when the process ends.
+    pub embedded_memory: bool,
+    // --
     pub database_url: String,
     pub inactivity_timeout: HumanDuration,
     pub sweep_interval: HumanDuration,
@@ -149,6 +159,18 @@ pub struct Settings {
     /// `/metrics` on its own address, without auth (`LEADCHAT_METRICS_LISTEN`);
     /// unset = on the main listener with the admin token only.
     pub metrics_listen: Option<String>,
+}
+
+/// `embedded_sync`: how hard a commit of the embedded store is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddedSync {
+    /// WAL, `synchronous=NORMAL`: durable once the WAL write returns, so a
+    /// killed process loses nothing; a power loss may lose the last commits.
+    #[default]
+    Normal,
+    /// WAL, `synchronous=FULL`: the WAL is fsynced at every group commit.
+    Full,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +221,9 @@ impl Default for Settings {
             redis_cluster: false,
             redis_write_buffer: 100_000,
             redis_prefix: String::new(),
+            embedded_dir: None,
+            embedded_sync: EmbeddedSync::Normal,
+            embedded_memory: false,
             database_url: "sqlite://data/leadchat.db".into(),
             inactivity_timeout: HumanDuration(Duration::from_secs(300)),
             sweep_interval: HumanDuration(Duration::from_secs(60)),
@@ -450,6 +475,30 @@ impl Settings {
             .collect()
     }
 
+    /// The embedded store's folder: the setting, else the SQLite archive's
+    /// folder, else `data/`.
+    pub fn embedded_dir(&self) -> PathBuf {
+        if let Some(dir) = self
+            .embedded_dir
+            .as_ref()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            return dir.clone();
+        }
+        let archive = self
+            .database_url
+            .strip_prefix("sqlite:")
+            .filter(|rest| !rest.starts_with(":memory:"))
+            .map(|rest| rest.trim_start_matches("//"))
+            .and_then(|rest| rest.split('?').next())
+            .filter(|path| !path.is_empty());
+        match archive.map(Path::new).and_then(Path::parent) {
+            Some(parent) if parent.as_os_str().is_empty() => PathBuf::from("."),
+            Some(parent) => parent.to_path_buf(),
+            None => PathBuf::from("data"),
+        }
+    }
+
     /// The Redis URLs to connect through: one, or a cluster's seeds.
     pub fn redis_seeds(&self) -> Vec<&str> {
         self.redis_url
@@ -559,6 +608,23 @@ mod tests {
         assert!(err.to_string().contains("trusted_proxies"), "{err}");
         let err = with(&[("metrics_listen", "\"nowhere\"")]).expect_err("bad");
         assert!(err.to_string().contains("metrics_listen"), "{err}");
+    }
+
+    #[test]
+    fn the_embedded_store_lives_beside_the_sqlite_archive_unless_told() {
+        let s = with(&[]).expect("defaults");
+        assert_eq!(s.embedded_dir(), PathBuf::from("data"));
+        let s = with(&[("database_url", "\"sqlite:///var/lib/lc/archive.db\"")]).expect("ok");
+        assert_eq!(s.embedded_dir(), PathBuf::from("/var/lib/lc"));
+        let s = with(&[("database_url", "\"postgres://db/lc\"")]).expect("ok");
+        assert_eq!(s.embedded_dir(), PathBuf::from("data"));
+        let s = with(&[("embedded_dir", "\"/srv/live\"")]).expect("ok");
+        assert_eq!(s.embedded_dir(), PathBuf::from("/srv/live"));
+        assert_eq!(s.embedded_sync, EmbeddedSync::Normal);
+        let s = with(&[("embedded_sync", "\"full\"")]).expect("ok");
+        assert_eq!(s.embedded_sync, EmbeddedSync::Full);
+        let err = with(&[("embedded_sync", "\"sometimes\"")]).expect_err("bad");
+        assert!(err.to_string().contains("embedded_sync"), "{err}");
     }
 
     #[test]

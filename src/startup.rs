@@ -21,14 +21,14 @@ use crate::scoring::{Engine, ScoringConfig};
 use crate::session::{SessionDeps, SessionRegistry, Sweeper};
 use crate::settings::Settings;
 use crate::store::keys::Keys;
-use crate::store::{MemoryStore, RedisStore, SharedStore, WriteBuffer};
+use crate::store::{EmbeddedStore, MemoryStore, RedisStore, SharedStore, WriteBuffer};
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
-    #[error("cannot connect to Redis: {0}")]
+    #[error("cannot open the session store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Knowledge(#[from] crate::bot::KnowledgeError),
@@ -159,11 +159,21 @@ impl Application {
                 let buffered = WriteBuffer::start(Arc::new(redis), settings.redis_write_buffer);
                 (buffered, Some(bus))
             }
-            None => {
-                tracing::info!(
-                    "no LEADCHAT_REDIS_URL: using the embedded in-memory store (one node, no crash recovery)"
+            None if settings.embedded_memory => {
+                tracing::warn!(
+                    "embedded_memory is set: live sessions are kept in memory only and lost when the process ends (for tests)"
                 );
                 (Arc::new(MemoryStore::new()), None)
+            }
+            None => {
+                let store =
+                    EmbeddedStore::open(&settings.embedded_dir(), settings.embedded_sync).await?;
+                tracing::info!(
+                    path = %store.path().display(),
+                    sync = ?settings.embedded_sync,
+                    "no LEADCHAT_REDIS_URL: live sessions are kept in the embedded store on local disk (one node)"
+                );
+                (Arc::new(store), None)
             }
         };
         if settings.allowed_origins.is_empty() {

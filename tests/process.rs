@@ -412,3 +412,223 @@ async fn a_mail_smtp_refuses_does_not_hold_sigterm_and_goes_out_at_once_after_st
     assert_eq!(inbox.received().len(), 1);
     assert!(after < Duration::from_secs(5), "{after:?}");
 }
+
+/// A node without Redis, everything in one folder: the archive, the embedded
+/// store beside it, reports and the `.eml` outbox.
+struct Embedded {
+    dir: tempfile::TempDir,
+    db: String,
+    reports: String,
+    outbox: String,
+}
+
+impl Embedded {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = format!("sqlite://{}/data/archive.db", dir.path().display());
+        let reports = dir.path().join("reports").display().to_string();
+        let outbox = dir.path().join("outbox").display().to_string();
+        Self {
+            dir,
+            db,
+            reports,
+            outbox,
+        }
+    }
+
+    fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = vec![
+            ("LEADCHAT_DATABASE_URL", self.db.as_str()),
+            ("LEADCHAT_REPORT_DIR", self.reports.as_str()),
+            ("LEADCHAT_OUTBOX_DIR", self.outbox.as_str()),
+            ("LEADCHAT_SWEEP_INTERVAL", "1s"),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
+    fn mails(&self) -> Vec<String> {
+        std::fs::read_dir(&self.outbox)
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".eml"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a session, gives contact details and three messages, each acked;
+/// returns the id and the history the visitor has seen (seq, text).
+async fn chat_three(addr: &str) -> (String, Socket, Vec<(u64, String)>) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("connect");
+    let first = recv(&mut ws).await;
+    let id = first["session_id"].as_str().expect("id").to_owned();
+    let mut seen: Vec<(u64, String)> = first["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| {
+            (
+                h["seq"].as_u64().expect("seq"),
+                h["text"].as_str().expect("text").to_owned(),
+            )
+        })
+        .collect();
+    ws.send(Message::text(
+        json!({"type":"contact","name":"Kim Lee","email":"kim@firm.example"}).to_string(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(recv(&mut ws).await["type"], "contact_ok");
+    for n in 1..=3 {
+        let text = format!("message {n}: EPR for {n}00 t of packaging");
+        ws.send(Message::text(
+            json!({"type":"message","text":text,"client_msg_id":format!("k{n}")}).to_string(),
+        ))
+        .await
+        .expect("send");
+        let ack = recv(&mut ws).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        seen.push((ack["seq"].as_u64().expect("seq"), text));
+        let reply = recv(&mut ws).await;
+        assert_eq!(reply["type"], "message", "{reply}");
+        seen.push((
+            reply["seq"].as_u64().expect("seq"),
+            reply["text"].as_str().expect("text").to_owned(),
+        ));
+    }
+    (id, ws, seen)
+}
+
+/// Resumes `id` on `addr` and checks the replayed history is `seen`, line by line.
+async fn resume_and_check(addr: &str, id: &str, seen: &[(u64, String)]) -> Socket {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?session_id={id}"))
+        .await
+        .expect("reconnect");
+    let resumed = recv(&mut ws).await;
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    assert_eq!(resumed["session_id"], id);
+    assert_eq!(resumed["contact_collected"], true, "{resumed}");
+    let history: Vec<(u64, String)> = resumed["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| {
+            (
+                h["seq"].as_u64().expect("seq"),
+                h["text"].as_str().expect("text").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(history, seen, "the full history, in order");
+    ws
+}
+
+#[tokio::test]
+async fn without_redis_kill_9_loses_no_acknowledged_message_and_the_visitor_resumes() {
+    let node = Embedded::new();
+    let env = node.env(&[]);
+    let mut server = start(&env);
+    let (id, _ws, seen) = chat_three(&server.addr).await;
+    server.child.kill().expect("kill -9");
+    server.child.wait().expect("reaped");
+
+    let server = start(&env);
+    let mut ws = resume_and_check(&server.addr, &id, &seen).await;
+    // A resend of the last message is recognised after the restart too.
+    ws.send(Message::text(
+        json!({"type":"message","text":"message 3: EPR for 300 t of packaging","client_msg_id":"k3"})
+            .to_string(),
+    ))
+    .await
+    .expect("send");
+    let again = recv(&mut ws).await;
+    assert_eq!(again["type"], "ack");
+    assert_eq!(again["seq"], seen[seen.len() - 2].0);
+    assert!(
+        node.dir.path().join("data").join("live.db").exists(),
+        "the embedded store lives beside the archive"
+    );
+    assert!(node.mails().is_empty(), "nothing was finalized");
+}
+
+#[tokio::test]
+async fn without_redis_sigterm_keeps_live_sessions_and_logs_their_true_count() {
+    let node = Embedded::new();
+    let env = node.env(&[]);
+    let mut server = start(&env);
+    let (id, _ws, seen) = chat_three(&server.addr).await;
+    let status = server.terminate_and_wait();
+    assert!(status.success(), "exit 0 on SIGTERM: {status}");
+    let lines = server.lines();
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("stopped"))
+        .expect("a last line saying it stopped");
+    assert!(last.contains("live_sessions=1"), "{last}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("embedded store on local disk")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("no crash recovery")),
+        "{lines:?}"
+    );
+
+    let server = start(&env);
+    let _ws = resume_and_check(&server.addr, &id, &seen).await;
+    assert!(node.mails().is_empty(), "a shutdown finalizes nothing");
+}
+
+#[tokio::test]
+async fn without_redis_a_session_that_timed_out_while_the_node_was_down_is_finalized_once_after_restart()
+ {
+    let node = Embedded::new();
+    let env = node.env(&[("LEADCHAT_INACTIVITY_TIMEOUT", "2s")]);
+    let mut server = start(&env);
+    let (id, ws, _seen) = chat_three(&server.addr).await;
+    drop(ws);
+    server.child.kill().expect("kill -9");
+    server.child.wait().expect("reaped");
+    // Down for longer than the timeout; nobody reconnects.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let _server = start(&env);
+    let name = format!("session_{id}.eml");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !node.mails().contains(&name) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(node.mails(), vec![name], "one mail, for that session");
+    let archive = leadchat::archive::Archive::connect(&node.db)
+        .await
+        .expect("archive");
+    let detail = archive
+        .get_session(&id)
+        .await
+        .expect("read")
+        .expect("an archive row");
+    assert_eq!(detail.session.end_reason, "inactivity");
+    assert_eq!(detail.session.email.as_deref(), Some("kim@firm.example"));
+    assert_eq!(
+        detail
+            .session
+            .messages
+            .iter()
+            .filter(|m| m.role == "user")
+            .count(),
+        3,
+        "every acknowledged message is in the report"
+    );
+}

@@ -42,7 +42,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server [VAR=value …]: (STORE=memory: without Redis) starts leadchat on a free port with Redis, its
+# start_server [VAR=value …]: (STORE=embedded: without Redis, the embedded
+# store in the run directory; STORE=memory: without Redis, in memory) starts leadchat on a free port with Redis, its
 # own SQLite file, report and outbox directories; sets SERVER_PID and SERVER_ADDR.
 # Load generators are all 127.0.0.1: the per-client limits are lifted, and
 # /metrics needs the admin token.
@@ -50,7 +51,10 @@ PERF_ADMIN_TOKEN=${PERF_ADMIN_TOKEN:-perf-admin-token-0000}
 start_server() {
   mkdir -p "$RUN_DIR/reports" "$RUN_DIR/outbox"
   local store=(LEADCHAT_REDIS_URL="$REDIS_URL" LEADCHAT_REDIS_PREFIX="$REDIS_PREFIX")
-  [[ ${STORE:-redis} == memory ]] && store=()
+  case ${STORE:-redis} in
+    embedded) store=(LEADCHAT_EMBEDDED_DIR="$RUN_DIR/live") ;;
+    memory) store=(LEADCHAT_EMBEDDED_MEMORY=true) ;;
+  esac
   env LEADCHAT_LISTEN=127.0.0.1:0 "${store[@]}" \
     LEADCHAT_DATABASE_URL="sqlite://$RUN_DIR/archive.db" \
     LEADCHAT_REPORT_DIR="$RUN_DIR/reports" \

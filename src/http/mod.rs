@@ -26,8 +26,8 @@ use serde::Deserialize;
 pub use admission::Admission;
 pub use client_limits::ClientLimits;
 pub use error::ApiError;
-pub use write_deadline::set_write_deadline;
 pub use request_guard::{body_deadline, budget, metrics_listener, security_headers};
+pub use write_deadline::set_write_deadline;
 
 use crate::session::SessionRegistry;
 use crate::settings::Settings;

@@ -1,5 +1,6 @@
-//! The embedded store: sessions in a concurrent map, gone when the process
-//! ends. For a single node without Redis.
+//! Sessions in a concurrent map, gone when the process ends: for tests that
+//! want a store without a disk (`embedded_memory`). A node without Redis
+//! uses the durable `EmbeddedStore`.
 
 use std::time::{Duration, Instant};
 

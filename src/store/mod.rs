@@ -1,9 +1,11 @@
-//! Live session state behind one interface: Redis in production, memory when
-//! no Redis is configured (one node, no crash recovery). Both pass the same
-//! contract tests (`tests/store_contract.rs`).
+//! Live session state behind one interface: Redis in production, the
+//! embedded SQLite store when no Redis is configured (one node, durable on
+//! local disk), and memory for tests that want it. All pass the same
+//! contract tests (`tests/api/store_contract.rs`).
 
 mod buffer;
 pub mod conn;
+mod embedded;
 pub mod keys;
 mod memory;
 pub mod migrate;
@@ -18,6 +20,7 @@ use crate::domain::{Contact, SessionId, TranscriptEntry};
 use crate::scoring::LeadScore;
 
 pub use buffer::WriteBuffer;
+pub use embedded::EmbeddedStore;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 

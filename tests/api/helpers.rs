@@ -1,5 +1,6 @@
-//! `spawn_app()`: the real server on port 0 with its own store (memory, or
-//! Redis under a key prefix of its own), plus a typed WebSocket client.
+//! `spawn_app()`: the real server on port 0 with its own store (the embedded
+//! SQLite store in the test's folder, memory, or Redis under a key prefix of
+//! its own), plus a typed WebSocket client.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,11 +17,16 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
+    /// No Redis, live sessions in memory (`embedded_memory`).
     Memory,
+    /// No Redis, live sessions in the embedded store on disk, as a node
+    /// without Redis runs in production.
+    Embedded,
     Redis,
 }
 
-pub const BOTH: [StoreKind; 2] = [StoreKind::Memory, StoreKind::Redis];
+/// A node without Redis as it runs in production, and one with Redis.
+pub const BOTH: [StoreKind; 2] = [StoreKind::Embedded, StoreKind::Redis];
 
 /// Records every finalized session the server hands over.
 #[derive(Default, Clone)]
@@ -127,6 +133,7 @@ pub fn test_settings_in(kind: StoreKind, dir: &std::path::Path) -> Settings {
         workers: Some(1),
         redis_prefix: format!("test:{}:", ulid::Ulid::new()),
         redis_url: (kind == StoreKind::Redis).then(|| REDIS_URL.into()),
+        embedded_memory: kind == StoreKind::Memory,
         ..Settings::default()
     };
     // Every test client is 127.0.0.1: the per-client limits are tested

@@ -1,18 +1,42 @@
-//! The same contract for both stores.
+//! The same contract for every store: memory, the embedded SQLite store and
+//! Redis; and what only the embedded store promises (its data outlives the
+//! process).
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use leadchat::domain::{Contact, Role, SessionId, TranscriptEntry};
 use leadchat::scoring::LeadScore;
+use leadchat::settings::EmbeddedSync;
 use leadchat::store::keys::Keys;
-use leadchat::store::{LeadRecord, MemoryStore, RedisStore, SessionStore, SessionUpdate};
+use leadchat::store::{
+    EmbeddedStore, LeadRecord, MemoryStore, RedisStore, SessionStore, SessionUpdate,
+};
 
 use crate::helpers::REDIS_URL;
 
-async fn stores() -> Vec<Arc<dyn SessionStore>> {
+/// Every store, and the folder the embedded one lives in.
+async fn stores() -> (Vec<Arc<dyn SessionStore>>, tempfile::TempDir) {
     let (redis, _) = redis_store().await;
-    vec![Arc::new(MemoryStore::new()), Arc::new(redis)]
+    let dir = tempfile::tempdir().expect("temp dir");
+    let embedded = EmbeddedStore::open(dir.path(), EmbeddedSync::Normal)
+        .await
+        .expect("the embedded store opens");
+    (
+        vec![
+            Arc::new(MemoryStore::new()),
+            Arc::new(embedded),
+            Arc::new(redis),
+        ],
+        dir,
+    )
+}
+
+/// The stores that keep a deadline index and node leases (not memory).
+async fn durable_stores() -> (Vec<Arc<dyn SessionStore>>, tempfile::TempDir) {
+    let (mut all, dir) = stores().await;
+    all.retain(|s| s.kind() != "memory");
+    (all, dir)
 }
 
 /// A Redis store under a key prefix of its own, and the prefix.
@@ -45,7 +69,8 @@ fn entry(seq: u64, role: Role, text: &str) -> TranscriptEntry {
 
 #[actix_web::test]
 async fn persisted_events_load_back_in_order() {
-    for store in stores().await {
+    let (stores, _dir) = stores().await;
+    for store in stores {
         let id = SessionId::new();
         assert!(
             store.load(id).await.expect("load").is_none(),
@@ -108,7 +133,8 @@ async fn persisted_events_load_back_in_order() {
 
 #[actix_web::test]
 async fn the_finalized_guard_is_taken_exactly_once_under_concurrency() {
-    for store in stores().await {
+    let (stores, _dir) = stores().await;
+    for store in stores {
         let id = SessionId::new();
         let attempts = (0..16).map(|_| {
             let store = Arc::clone(&store);
@@ -258,4 +284,182 @@ async fn later_writes_rewrite_the_signals_only_when_they_changed() {
     assert_eq!(lead.score.lead_score, 25);
     assert_eq!(lead.score.signals[0].name, "budget");
     assert_eq!(loaded.node.as_deref(), Some("n1"));
+}
+
+fn update(
+    id: SessionId,
+    entries: Vec<TranscriptEntry>,
+    deadline: chrono::DateTime<Utc>,
+) -> SessionUpdate {
+    let now = Utc::now();
+    SessionUpdate {
+        id,
+        contact: None,
+        new_entries: entries,
+        lead: LeadRecord {
+            score: LeadScore::default(),
+            total_queries: 1,
+        },
+        first_interaction: now,
+        last_interaction: now,
+        deadline,
+        node: "n1".into(),
+        first_write: true,
+        signals_changed: true,
+    }
+}
+
+#[actix_web::test]
+async fn the_deadline_index_lists_expired_sessions_oldest_first_until_forgotten() {
+    let (stores, _dir) = durable_stores().await;
+    for store in stores {
+        let now = Utc::now();
+        let (old, older, later) = (SessionId::new(), SessionId::new(), SessionId::new());
+        let at = |secs: i64| now + chrono::Duration::seconds(secs);
+        for (id, deadline) in [(old, at(-10)), (older, at(-20)), (later, at(3600))] {
+            store
+                .persist(&update(id, vec![entry(1, Role::User, "hi")], deadline))
+                .await
+                .expect("persist");
+        }
+        let expired = store.expired(now, 1000).await.expect("expired");
+        let ours: Vec<SessionId> = expired
+            .into_iter()
+            .filter(|id| [old, older, later].contains(id))
+            .collect();
+        assert_eq!(ours, vec![older, old], "{}", store.kind());
+        assert!(store.try_finalize(older).await.expect("finalize"));
+        store.forget_deadline(older).await.expect("forget");
+        let expired = store.expired(now, 1000).await.expect("expired");
+        assert!(!expired.contains(&older), "{}", store.kind());
+        assert!(expired.contains(&old), "{}", store.kind());
+        assert!(
+            store.is_finalized(older).await.expect("guard"),
+            "{}",
+            store.kind()
+        );
+        assert!(
+            !store.try_finalize(older).await.expect("finalize"),
+            "the guard outlives the index: {}",
+            store.kind()
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_node_is_alive_while_its_heartbeat_lasts() {
+    let (stores, _dir) = durable_stores().await;
+    for store in stores {
+        let node = format!("node-{}", ulid::Ulid::new());
+        assert!(
+            !store.node_alive(&node).await.expect("alive?"),
+            "{}",
+            store.kind()
+        );
+        store
+            .heartbeat(&node, std::time::Duration::from_millis(1500))
+            .await
+            .expect("beat");
+        assert!(
+            store.node_alive(&node).await.expect("alive?"),
+            "{}",
+            store.kind()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+        assert!(
+            !store.node_alive(&node).await.expect("alive?"),
+            "{}",
+            store.kind()
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_retried_write_does_not_store_its_lines_twice() {
+    let (stores, _dir) = stores().await;
+    for store in stores {
+        if store.kind() == "memory" {
+            continue; // it has no lost answers to retry after
+        }
+        let id = SessionId::new();
+        let write = update(id, vec![entry(1, Role::User, "once")], Utc::now());
+        store.persist(&write).await.expect("persist");
+        store.persist(&write).await.expect("persist again");
+        let loaded = store.load(id).await.expect("load").expect("stored");
+        assert_eq!(loaded.entries.len(), 1, "{}", store.kind());
+    }
+}
+
+#[actix_web::test]
+async fn the_embedded_store_keeps_everything_written_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = SessionId::new();
+    let done = SessionId::new();
+    let contact = Contact::parse("Ana", "ana@example.com", "", "Org").expect("valid");
+    {
+        let store = Arc::new(
+            EmbeddedStore::open(dir.path(), EmbeddedSync::Normal)
+                .await
+                .expect("open"),
+        );
+        // Many sessions at once: they share group commits.
+        let writes = (0..200).map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let other = SessionId::new();
+                store
+                    .persist(&update(
+                        other,
+                        vec![entry(1, Role::User, &format!("m{n}"))],
+                        Utc::now(),
+                    ))
+                    .await
+                    .expect("persist");
+                other
+            })
+        });
+        let mut others = Vec::new();
+        for w in writes {
+            others.push(w.await.expect("task"));
+        }
+        let mut first = update(
+            id,
+            vec![entry(1, Role::Bot, "hi"), entry(2, Role::User, "q")],
+            Utc::now(),
+        );
+        first.contact = Some(contact.clone());
+        store.persist(&first).await.expect("persist");
+        let mut second = update(id, vec![entry(3, Role::Bot, "a")], Utc::now());
+        second.first_write = false;
+        second.signals_changed = false;
+        store.persist(&second).await.expect("persist");
+        assert!(store.try_finalize(done).await.expect("finalize"));
+        for other in &others {
+            assert_eq!(
+                store
+                    .load(*other)
+                    .await
+                    .expect("load")
+                    .expect("stored")
+                    .entries
+                    .len(),
+                1
+            );
+        }
+        // Dropped: the writer closes behind it (kill -9 is tests/process.rs's).
+    }
+    let store = EmbeddedStore::open(dir.path(), EmbeddedSync::Full)
+        .await
+        .expect("reopen");
+    let loaded = store.load(id).await.expect("load").expect("stored");
+    assert_eq!(
+        loaded.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(loaded.contact, contact, "a later write keeps the contact");
+    assert!(loaded.contact_collected);
+    assert!(!loaded.finalized);
+    assert!(store.is_finalized(done).await.expect("guard"));
+    assert!(!store.try_finalize(done).await.expect("finalize"));
+    assert!(store.try_finalize(id).await.expect("finalize"));
 }

@@ -47,6 +47,27 @@ impl Server {
         None
     }
 
+    /// The lines logged so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// SIGTERM, then the exit status (at most 60 s later).
+    pub fn terminate_and_wait(&mut self) -> std::process::ExitStatus {
+        self.terminate();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().expect("log lock").join("\n")
     }
