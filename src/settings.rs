@@ -137,6 +137,19 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     pub brand: BrandSettings,
     pub limits: Limits,
+    /// `report.*`: what one PDF render may cost.
+    pub report: ReportLimits,
+}
+
+/// Bounds of one report render (PROTOCOL §2 "Bounds").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportLimits {
+    /// A render still running after this counts as a failed attempt.
+    pub render_timeout: HumanDuration,
+    /// Peak memory one render may take, in bytes (default 512 MiB). The
+    /// largest transcript the bounds allow is measured under it (README,
+    /// performance table); see docs/limits.md.
+    pub render_memory: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,6 +216,10 @@ impl Default for Settings {
                 heartbeat_interval: HumanDuration(Duration::from_secs(10)),
                 frame_read_timeout: HumanDuration(Duration::from_secs(10)),
                 max_connections: None,
+            },
+            report: ReportLimits {
+                render_timeout: HumanDuration(Duration::from_secs(60)),
+                render_memory: 512 * 1024 * 1024,
             },
         }
     }
@@ -332,6 +349,18 @@ impl Settings {
             return Err(SettingsError::invalid(
                 "limits.client_timeout",
                 "must be longer than limits.heartbeat_interval",
+            ));
+        }
+        if self.report.render_timeout.0 < Duration::from_millis(100) {
+            return Err(SettingsError::invalid(
+                "report.render_timeout",
+                "must be at least 100ms",
+            ));
+        }
+        if self.report.render_memory < 64 * 1024 * 1024 {
+            return Err(SettingsError::invalid(
+                "report.render_memory",
+                "must be at least 64 MiB (67108864 bytes)",
             ));
         }
         if matches!(self.admin_token.as_deref(), Some(t) if t.len() < 16) {
