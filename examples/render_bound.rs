@@ -9,7 +9,9 @@ use leadchat::report::{ReportRenderer, default_fonts_dir};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kind = std::env::args().nth(1).unwrap_or_else(|| "words".into());
-    let renderer = ReportRenderer::new(None, &default_fonts_dir())?;
+    // LEADCHAT_REPORT_TEMPLATE: try a variant of the template.
+    let template = std::env::var_os("LEADCHAT_REPORT_TEMPLATE").map(std::path::PathBuf::from);
+    let renderer = ReportRenderer::new(template.as_deref(), &default_fonts_dir())?;
     let data = fixtures::bounded_report(&kind);
     let chars: usize = data.transcript.iter().map(|l| l.text.chars().count()).sum();
     let started = std::time::Instant::now();
