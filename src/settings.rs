@@ -159,6 +159,8 @@ pub struct Settings {
     /// `/metrics` on its own address, without auth (`LEADCHAT_METRICS_LISTEN`);
     /// unset = on the main listener with the admin token only.
     pub metrics_listen: Option<String>,
+    /// `report.*`: what one PDF render may cost.
+    pub report: ReportLimits,
 }
 
 /// `embedded_sync`: how hard a commit of the embedded store is pushed to disk.
@@ -171,6 +173,17 @@ pub enum EmbeddedSync {
     Normal,
     /// WAL, `synchronous=FULL`: the WAL is fsynced at every group commit.
     Full,
+}
+
+/// Bounds of one report render (PROTOCOL §2 "Bounds").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportLimits {
+    /// A render still running after this fails (the mail is rebuilt later).
+    pub render_timeout: HumanDuration,
+    /// Peak memory one render may take, in bytes (default 512 MiB). The
+    /// largest transcript the bounds allow is measured under it (README,
+    /// performance table); see docs/limits.md.
+    pub render_memory: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,6 +282,10 @@ impl Default for Settings {
             },
             trusted_proxies: Vec::new(),
             metrics_listen: None,
+            report: ReportLimits {
+                render_timeout: HumanDuration(Duration::from_secs(60)),
+                render_memory: 512 * 1024 * 1024,
+            },
         }
     }
 }
@@ -421,6 +438,18 @@ impl Settings {
             ));
         }
         self.metrics_addr()?;
+        if self.report.render_timeout.0 < Duration::from_millis(100) {
+            return Err(SettingsError::invalid(
+                "report.render_timeout",
+                "must be at least 100ms",
+            ));
+        }
+        if self.report.render_memory < 64 * 1024 * 1024 {
+            return Err(SettingsError::invalid(
+                "report.render_memory",
+                "must be at least 64 MiB (67108864 bytes)",
+            ));
+        }
         if matches!(self.admin_token.as_deref(), Some(t) if t.len() < 16) {
             return Err(SettingsError::invalid(
                 "admin_token",

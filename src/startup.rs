@@ -74,7 +74,7 @@ impl Pipeline {
             .unwrap_or(2);
         let renderer =
             ReportRenderer::new(settings.report_template.as_deref(), &settings.fonts_dir)?;
-        let renderer = RenderPool::new(renderer, cores, std::time::Duration::from_secs(60));
+        let renderer = RenderPool::new(renderer, cores, settings.report.render_timeout.0);
         let brand = Brand {
             name: settings.brand.name.clone(),
             color: settings.brand.color.clone(),
