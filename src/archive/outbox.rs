@@ -175,19 +175,8 @@ impl Archive {
         held_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, ArchiveError> {
-        let updated = on_pool!(self, |pool, ts| {
-            sqlx::query(
-                "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND status = 'pending' \
-                 AND next_attempt_at = $2",
-            )
-            .bind(id)
-            .bind(ts(held_until))
-            .bind(ts(now))
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(updated == 1)
+        // The same compare-and-move as a renewal, to `now`.
+        self.renew_claim(id, held_until, now).await
     }
 
     /// The mail went out; it will never be sent again. The successful try

@@ -145,14 +145,7 @@ impl Actor for AdminSocket {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
-        let stopping = self.registry.deps().shutdown.wait();
-        ctx.spawn(stopping.into_actor(self).map(|(), _, ctx| {
-            ctx.close(Some(CloseReason {
-                code: CloseCode::Restart,
-                description: Some("server restarting; reconnect".into()),
-            }));
-            ctx.stop();
-        }));
+        super::close_on_shutdown(&self.registry.deps().shutdown, self, ctx);
         ctx.run_interval(HEARTBEAT, |act, ctx| {
             if act.last_seen.elapsed() > CLIENT_TIMEOUT {
                 ctx.close(Some(CloseReason {

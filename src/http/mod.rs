@@ -230,3 +230,23 @@ async fn admin_ws(
     );
     ws::start(actor, &req, payload)
 }
+
+/// Closes a WebSocket actor's connection with 1012 (service restart) as soon
+/// as the node starts stopping, so the client reconnects to another node.
+fn close_on_shutdown<A>(
+    shutdown: &crate::shutdown::Shutdown,
+    act: &A,
+    ctx: &mut actix_web_actors::ws::WebsocketContext<A>,
+) where
+    A: actix::Actor<Context = actix_web_actors::ws::WebsocketContext<A>>,
+{
+    use actix::{ActorFutureExt, AsyncContext, WrapFuture};
+    let stopping = shutdown.wait();
+    ctx.spawn(stopping.into_actor(act).map(|(), _, ctx| {
+        ctx.close(Some(actix_web_actors::ws::CloseReason {
+            code: actix_web_actors::ws::CloseCode::Restart,
+            description: Some("server restarting; reconnect".into()),
+        }));
+        actix::ActorContext::stop(ctx);
+    }));
+}

@@ -285,14 +285,7 @@ impl Actor for VisitorSocket {
         });
         // The node is stopping: close at once so the widget reconnects to
         // another node (1012, service restart).
-        let stopping = self.registry.deps().shutdown.wait();
-        ctx.spawn(stopping.into_actor(self).map(|(), _, ctx| {
-            ctx.close(Some(CloseReason {
-                code: CloseCode::Restart,
-                description: Some("server restarting; reconnect".into()),
-            }));
-            ctx.stop();
-        }));
+        super::close_on_shutdown(&self.registry.deps().shutdown, self, ctx);
         let requested = self.requested.take();
         self.attach(ctx, requested, false);
     }
