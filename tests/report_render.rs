@@ -239,3 +239,69 @@ fn renderer_is_shareable_across_threads() {
         assert!(pdf.starts_with(b"%PDF-"));
     }
 }
+
+/// Set in the child process `the_largest_report_renders_under_the_memory_budget` starts.
+const CHILD: &str = "LEADCHAT_RENDER_BOUND_CHILD";
+
+/// Not a test of its own: the body of the child process below, which renders
+/// the largest report the bounds allow (of one kind) and prints its own peak
+/// memory. A no-op unless started by it.
+#[test]
+fn render_bound_child() {
+    let Ok(kind) = std::env::var(CHILD) else {
+        return;
+    };
+    let pdf = renderer()
+        .render(&fixtures::bounded_report(&kind))
+        .expect("the largest report renders");
+    assert!(pdf.len() > 100_000);
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .expect("VmHWM");
+    println!("PEAK_KIB={}", hwm.trim().trim_end_matches(" kB").trim());
+}
+
+/// PROTOCOL §2: the report of the largest session the bounds allow (300
+/// visitor messages of 8 KiB, each answered) renders with its peak memory
+/// under `report.render_memory` (default 512 MiB) — measured in a process of
+/// its own, so no other test's memory counts. Before the message text got a
+/// block of its own in the template, Typst copied every glyph twice and the
+/// prose kind peaked at 594 MB.
+#[test]
+fn the_largest_report_renders_under_the_memory_budget() {
+    let budget_kib = leadchat::settings::Settings::default().report.render_memory / 1024;
+    for kind in ["words", "indic", "emoji"] {
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "render_bound_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, kind)
+            .output()
+            .expect("start the child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{kind}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The harness prints the test's name on the same line.
+        let peak: u64 = stdout
+            .split("PEAK_KIB=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{kind}: no peak in {stdout}"));
+        println!("{kind}: peak {} MiB", peak / 1024);
+        assert!(
+            peak < budget_kib,
+            "{kind}: the largest report peaked at {} MiB, over the {} MiB budget",
+            peak / 1024,
+            budget_kib / 1024
+        );
+    }
+}
