@@ -77,7 +77,7 @@ fn bench_finalize(c: &mut Criterion) {
                     "leadchat@example.com",
                     &["sales@example.com".to_owned()],
                     "GreenCycle",
-                    pdf,
+                    leadchat::mail::ReportFile::Pdf(pdf),
                 );
                 let message = compose_report_mail(&ctx).expect("compose");
                 transport.send(&message).await.expect("write .eml");

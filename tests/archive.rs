@@ -24,6 +24,8 @@ on_both_backends!(
     a_held_mail_is_its_pipelines_until_the_hold_runs_out,
     list_filters_and_pages,
     counts_per_day_and_priority,
+    a_start_makes_waiting_mails_due_and_leaves_live_claims_alone,
+    render_attempts_are_counted_before_each_render,
 );
 
 async fn round_trip_keeps_every_field(a: &Archive) {
@@ -319,6 +321,62 @@ async fn a_held_mail_is_its_pipelines_until_the_hold_runs_out(a: &Archive) {
     );
     let due = a.claim_due_mails(now, 10, lease).await.expect("claim");
     assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![mail_id]);
+}
+
+async fn a_start_makes_waiting_mails_due_and_leaves_live_claims_alone(a: &Archive) {
+    let lease = Duration::from_secs(60);
+    let waiting = archive(a, &session("w-1", at(12, 0, 1))).await;
+    let claimed = archive(a, &session("w-2", at(12, 0, 2))).await;
+    let now = Utc::now();
+    let claims = a.claim_due_mails(now, 10, lease).await.expect("claim");
+    assert_eq!(claims.len(), 2);
+    // One send failed and waits ten minutes; the other is still in flight
+    // (on PostgreSQL perhaps on another node).
+    a.mark_retry(waiting, "421 try later", now + Span::minutes(10))
+        .await
+        .expect("retry");
+    let released = a.release_claims_at_start(now).await.expect("release");
+    let due: Vec<i64> = a
+        .due_mails(now, 10)
+        .await
+        .expect("due")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    if a.backend_name() == "sqlite" {
+        // One node: nobody else can hold a claim.
+        assert_eq!((released, due), (2, vec![waiting, claimed]));
+    } else {
+        assert_eq!((released, due), (1, vec![waiting]));
+    }
+}
+
+async fn render_attempts_are_counted_before_each_render(a: &Archive) {
+    let mut held = mail("r-1");
+    held.held_until = Some(Utc::now() + Span::minutes(5));
+    let id = archive_with(a, &session("r-1", at(13, 0, 0)), &held).await;
+    let stored = a.get_session("r-1").await.expect("get").expect("row");
+    assert_eq!(
+        stored.mail.expect("mail").render_attempts,
+        1,
+        "a held mail's pipeline renders next"
+    );
+    assert_eq!(a.count_render_attempt(id).await.expect("count"), 2);
+    let later = Utc::now() + Span::minutes(1);
+    a.defer_render(id, "render attempt 2 failed", later)
+        .await
+        .expect("defer");
+    let stored = a.get_session("r-1").await.expect("get").expect("row");
+    let m = stored.mail.expect("mail");
+    assert_eq!((m.render_attempts, m.attempts), (2, 0), "no send was tried");
+    assert_eq!(m.last_error.as_deref(), Some("render attempt 2 failed"));
+    let unheld = archive(a, &session("r-2", at(13, 0, 1))).await;
+    assert_eq!(a.count_render_attempt(unheld).await.expect("count"), 1);
+    a.mark_sent(unheld, Utc::now()).await.expect("sent");
+    assert!(
+        a.count_render_attempt(unheld).await.is_err(),
+        "a sent mail is never rendered again"
+    );
 }
 
 async fn list_filters_and_pages(a: &Archive) {

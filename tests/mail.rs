@@ -118,7 +118,7 @@ fn context(name: Option<&str>) -> MailContext {
         total_queries: 7,
         end_reason: "inactivity".to_owned(),
         signals: vec!["asked for pricing (+20)".to_owned()],
-        pdf: fake_pdf(),
+        attachment: leadchat::mail::ReportFile::Pdf(fake_pdf()),
     }
 }
 
@@ -339,4 +339,29 @@ async fn measure_pooled_send_rate() {
         inbox.sessions.load(std::sync::atomic::Ordering::Relaxed)
     );
     assert_eq!(received(&inbox).len(), 1 + sequential as usize + total);
+}
+
+#[tokio::test]
+async fn without_a_pdf_the_transcript_is_attached_as_utf8_text() {
+    let mut ctx = context(Some("Zoë"));
+    let transcript = "[2026-12-02 10:00:00 #0] Visitor: मुझे दाम चाहिए 🙏\n".repeat(50);
+    ctx.attachment = leadchat::mail::ReportFile::Transcript(transcript.clone());
+    let message = compose_report_mail(&ctx).expect("compose");
+    let mail = Part::parse(&String::from_utf8(message.formatted()).expect("utf-8"));
+    assert!(mail.find("application/pdf").is_none());
+    let parts = mail.children();
+    let file = &parts[1];
+    assert_eq!(file.content_type(), "text/plain");
+    assert_eq!(
+        file.param("Content-Disposition", "filename").as_deref(),
+        Some("session_3f2a-77.txt")
+    );
+    assert_eq!(file.text(), transcript, "the transcript round-trips");
+    let body = parts[0].children()[0].text();
+    assert!(
+        body.contains(
+            "could not be generated; the full transcript is attached as session_3f2a-77.txt"
+        ),
+        "{body}"
+    );
 }

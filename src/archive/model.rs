@@ -94,6 +94,8 @@ pub struct OutboxMail {
     pub recipients: Vec<String>,
     pub subject: String,
     pub attempts: i32,
+    /// Renders of the report tried for this mail (a crash mid-render counts).
+    pub render_attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub status: MailStatus,
     pub last_error: Option<String>,

@@ -60,7 +60,7 @@ impl Archive {
         let rows: Vec<OutboxRow> = match &self.backend {
             Backend::Sqlite(pool) => {
                 sqlx::query_as(concat!(
-                    "UPDATE outbox SET next_attempt_at = $2 WHERE id IN (SELECT id FROM outbox \
+                    "UPDATE outbox SET next_attempt_at = $2, claimed = TRUE WHERE id IN (SELECT id FROM outbox \
                      WHERE status = 'pending' AND next_attempt_at <= $1 \
                      ORDER BY next_attempt_at, id LIMIT $3) RETURNING ",
                     outbox_columns!()
@@ -73,7 +73,7 @@ impl Archive {
             }
             Backend::Postgres(pool) => {
                 sqlx::query_as(concat!(
-                    "UPDATE outbox SET next_attempt_at = $2 WHERE id IN (SELECT id FROM outbox \
+                    "UPDATE outbox SET next_attempt_at = $2, claimed = TRUE WHERE id IN (SELECT id FROM outbox \
                      WHERE status = 'pending' AND next_attempt_at <= $1 \
                      ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
                     outbox_columns!()
@@ -91,22 +91,31 @@ impl Archive {
         Ok(mails)
     }
 
-    /// Start-up of a single node (SQLite): no other process can hold a claim,
-    /// so every pending mail is due now — a claim left by a crash between
-    /// claiming and sending must not wait out its lease. Returns how many
-    /// mails were waiting. On PostgreSQL other nodes may hold live claims;
-    /// nothing changes there and the leases expire on their own.
+    /// A node's start: every mail waiting for a retry is due now, so one
+    /// goes out as soon as SMTP answers. On a single node (SQLite) no other
+    /// process can hold a claim, so claims are released too — one left by a
+    /// crash between claiming and sending must not wait out its lease. On
+    /// PostgreSQL other nodes may hold live claims: those are left to their
+    /// leases. Returns how many mails were made due.
     pub async fn release_claims_at_start(&self, now: DateTime<Utc>) -> Result<u64, ArchiveError> {
-        let Backend::Sqlite(pool) = &self.backend else {
-            return Ok(0);
+        let released = match &self.backend {
+            Backend::Sqlite(pool) => sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $1, claimed = FALSE \
+                 WHERE status = 'pending' AND next_attempt_at > $1",
+            )
+            .bind(super::rows::sqlite_ts(now))
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            Backend::Postgres(pool) => sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $1 \
+                 WHERE status = 'pending' AND next_attempt_at > $1 AND NOT claimed",
+            )
+            .bind(super::rows::pg_ts(now))
+            .execute(pool)
+            .await?
+            .rows_affected(),
         };
-        let released = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = $1 WHERE status = 'pending' AND next_attempt_at > $1",
-        )
-        .bind(super::rows::sqlite_ts(now))
-        .execute(pool)
-        .await?
-        .rows_affected();
         Ok(released)
     }
 
@@ -126,8 +135,8 @@ impl Archive {
             .map_err(|_| ArchiveError::InvalidArgument("lease too long"))?;
         let row: Option<OutboxRow> = on_pool!(self, |pool, ts| {
             sqlx::query_as(concat!(
-                "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND status = 'pending' \
-                 AND next_attempt_at = $2 RETURNING ",
+                "UPDATE outbox SET next_attempt_at = $3, claimed = TRUE WHERE id = $1 \
+                 AND status = 'pending' AND next_attempt_at = $2 RETURNING ",
                 outbox_columns!()
             ))
             .bind(id)
@@ -167,16 +176,67 @@ impl Archive {
     }
 
     /// Gives up a pipeline's hold on its mail (its report could not be
-    /// rendered): the mail is due at `now`, for a poller to rebuild. `false`
-    /// when the hold was no longer the pipeline's.
+    /// rendered): the mail is due at `due`, for a poller to rebuild, and no
+    /// longer claimed. `false` when the hold was no longer the pipeline's.
     pub async fn release_held_mail(
         &self,
         id: i64,
         held_until: DateTime<Utc>,
-        now: DateTime<Utc>,
+        due: DateTime<Utc>,
     ) -> Result<bool, ArchiveError> {
-        // The same compare-and-move as a renewal, to `now`.
-        self.renew_claim(id, held_until, now).await
+        let updated = on_pool!(self, |pool, ts| {
+            sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $3, claimed = FALSE WHERE id = $1 \
+                 AND status = 'pending' AND next_attempt_at = $2",
+            )
+            .bind(id)
+            .bind(ts(held_until))
+            .bind(ts(due))
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(updated == 1)
+    }
+
+    /// Counts a render of the mail's report before it starts, so that a
+    /// render which takes the process down (memory) still counts and a
+    /// restart does not loop on it. Returns the count including this one.
+    pub async fn count_render_attempt(&self, id: i64) -> Result<i32, ArchiveError> {
+        let count: Option<i32> = on_pool!(self, |pool, _ts| {
+            sqlx::query_scalar(
+                "UPDATE outbox SET render_attempts = render_attempts + 1 \
+                 WHERE id = $1 AND status = 'pending' RETURNING render_attempts",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        count.ok_or(ArchiveError::MailNotFound(id))
+    }
+
+    /// The report of a claimed mail could not be rendered: keep the error
+    /// and try again at `next_attempt_at`. Send attempts are not counted —
+    /// nothing was sent.
+    pub async fn defer_render(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), ArchiveError> {
+        let updated = on_pool!(self, |pool, ts| {
+            sqlx::query(
+                "UPDATE outbox SET last_error = $2, next_attempt_at = $3, claimed = FALSE \
+                 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(ts(next_attempt_at))
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        found(updated, id)
     }
 
     /// The mail went out; it will never be sent again. The successful try
@@ -206,8 +266,8 @@ impl Archive {
     ) -> Result<(), ArchiveError> {
         let updated = on_pool!(self, |pool, ts| {
             sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 \
-                 WHERE id = $1 AND status = 'pending'",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, \
+                 claimed = FALSE WHERE id = $1 AND status = 'pending'",
             )
             .bind(id)
             .bind(error)

@@ -51,7 +51,7 @@ pub(crate) fn like_pattern(text: &str) -> String {
 /// (sqlx only takes `&'static str` as trusted SQL).
 macro_rules! outbox_columns {
     () => {
-        "id, session_id, recipients, subject, attempts, next_attempt_at, status, last_error, sent_at, message_id"
+        "id, session_id, recipients, subject, attempts, render_attempts, next_attempt_at, status, last_error, sent_at, message_id"
     };
 }
 pub(crate) use outbox_columns;
@@ -72,6 +72,7 @@ pub(crate) struct OutboxRow {
     recipients: Json<Vec<String>>,
     subject: String,
     attempts: i32,
+    render_attempts: i32,
     next_attempt_at: DateTime<Utc>,
     status: String,
     last_error: Option<String>,
@@ -90,6 +91,7 @@ impl TryFrom<OutboxRow> for OutboxMail {
             recipients: r.recipients.0,
             subject: r.subject,
             attempts: r.attempts,
+            render_attempts: r.render_attempts,
             next_attempt_at: r.next_attempt_at,
             last_error: r.last_error,
             sent_at: r.sent_at,

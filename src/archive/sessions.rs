@@ -134,9 +134,9 @@ impl Archive {
                 qb.build().execute(&mut *tx).await?;
             }
             let mail_id: i64 = sqlx::query_scalar(
-                "INSERT INTO outbox (session_id, recipients, subject, attempts, next_attempt_at, \
-                 status, message_id, created_at) VALUES ($1, $2, $3, 0, $4, 'pending', $5, $6) \
-                 RETURNING id",
+                "INSERT INTO outbox (session_id, recipients, subject, attempts, render_attempts, \
+                 claimed, next_attempt_at, status, message_id, created_at) \
+                 VALUES ($1, $2, $3, 0, $7, $8, $4, 'pending', $5, $6) RETURNING id",
             )
             .bind(&session.session_id)
             .bind(Json(&mail.recipients))
@@ -144,6 +144,11 @@ impl Archive {
             .bind(ts(mail.held_until.unwrap_or(now)))
             .bind(&mail.message_id)
             .bind(ts(now))
+            // A held mail's pipeline renders its report next: that render
+            // is counted here, before it starts.
+            .bind(i32::from(mail.held_until.is_some()))
+            // Held: claimed by its pipeline until the hold runs out.
+            .bind(mail.held_until.is_some())
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;

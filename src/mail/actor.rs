@@ -19,7 +19,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
-use super::compose::{MailContext, compose_report_mail};
+use super::compose::{MailContext, ReportFile, compose_report_mail};
 use super::transport::{MailTransport, SendError, backoff};
 use crate::archive::{Archive, OutboxMail};
 use crate::report::{Brand, Drain, RenderPool, convert};
@@ -149,8 +149,15 @@ impl MailerActor {
     }
 }
 
+/// Renders tried for one report mail before it goes out with the
+/// transcript as text instead (PROTOCOL §2: never not at all).
+pub const RENDER_ATTEMPTS: i32 = 3;
+
 /// The mail of an outbox row: the archived session, and its PDF from disk
-/// or, when the file is gone, rendered again from the archive.
+/// or, when the file is gone, rendered again from the archive. Each render
+/// is counted before it starts; a failed one puts the mail back after a
+/// back-off, and once `RENDER_ATTEMPTS` have been tried the mail carries the
+/// transcript as `session_{ID}.txt`.
 async fn rebuild(deps: &MailerDeps, mail: &OutboxMail) -> Option<MailContext> {
     let detail = match deps.archive.get_session(&mail.session_id).await {
         Ok(Some(detail)) => detail,
@@ -172,37 +179,80 @@ async fn rebuild(deps: &MailerDeps, mail: &OutboxMail) -> Option<MailContext> {
         Some(path) => tokio::fs::read(path).await.ok(),
         None => None,
     };
-    let pdf = match on_disk {
-        Some(pdf) => pdf,
-        None => match deps
-            .renderer
-            .render(convert::report_data(&session, &deps.brand))
-            .await
-        {
-            Ok(pdf) => {
-                let path = deps
-                    .report_dir
-                    .join(format!("session_{}.pdf", session.session_id));
-                if crate::report::write_atomically(&path, &pdf).await.is_ok() {
-                    let _ = deps
-                        .archive
-                        .set_report_path(&session.session_id, &path.to_string_lossy())
-                        .await;
+    let attachment = match on_disk {
+        Some(pdf) => ReportFile::Pdf(pdf),
+        None if mail.render_attempts >= RENDER_ATTEMPTS => {
+            tracing::error!(
+                session_id = %session.session_id,
+                render_attempts = mail.render_attempts,
+                "the report could not be rendered; mailing the transcript as text"
+            );
+            metrics::counter!(names::REPORTS, "result" => "text_fallback").increment(1);
+            ReportFile::Transcript(convert::transcript_text(&session, &deps.brand.name))
+        }
+        None => {
+            let attempt = match deps.archive.count_render_attempt(mail.id).await {
+                Ok(n) => n,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot count the render attempt; the lease brings the mail back");
+                    return None;
                 }
-                pdf
+            };
+            match deps
+                .renderer
+                .render(convert::report_data(&session, &deps.brand))
+                .await
+            {
+                Ok(pdf) => {
+                    let path = deps
+                        .report_dir
+                        .join(format!("session_{}.pdf", session.session_id));
+                    if crate::report::write_atomically(&path, &pdf).await.is_ok() {
+                        let _ = deps
+                            .archive
+                            .set_report_path(&session.session_id, &path.to_string_lossy())
+                            .await;
+                    }
+                    ReportFile::Pdf(pdf)
+                }
+                Err(err) if attempt >= RENDER_ATTEMPTS => {
+                    metrics::counter!(names::REPORTS, "result" => "text_fallback").increment(1);
+                    tracing::error!(
+                        session_id = %session.session_id,
+                        error = %err,
+                        attempt,
+                        "the last render attempt failed; mailing the transcript as text"
+                    );
+                    ReportFile::Transcript(convert::transcript_text(&session, &deps.brand.name))
+                }
+                Err(err) => {
+                    metrics::counter!(names::REPORTS, "result" => "failed").increment(1);
+                    // The pipeline's render was attempt 1 and waited
+                    // `backoff(0)`; this one waits the next step.
+                    let wait = backoff(u32::try_from(attempt - 1).unwrap_or(0));
+                    tracing::error!(
+                        session_id = %session.session_id,
+                        error = %err,
+                        attempt,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "cannot render the report for a queued mail"
+                    );
+                    let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                    let reason = format!("render attempt {attempt} failed: {err}");
+                    if let Err(err) = deps.archive.defer_render(mail.id, &reason, next).await {
+                        tracing::warn!(error = %err, "cannot record the failed render; the lease brings the mail back");
+                    }
+                    return None;
+                }
             }
-            Err(err) => {
-                tracing::error!(session_id = %session.session_id, error = %err, "cannot render the report for a queued mail");
-                return None;
-            }
-        },
+        }
     };
     Some(convert::mail_context(
         &session,
         &deps.mail_from,
         &deps.mail_to,
         &deps.brand.name,
-        pdf,
+        attachment,
     ))
 }
 

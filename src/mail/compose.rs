@@ -2,7 +2,8 @@
 //!
 //! The shape is a contract with downstream mail rules, so it is fixed here:
 //! `multipart/mixed` holding a `multipart/alternative` (plain text, then HTML)
-//! and the PDF `session_{ID}.pdf`. The `Message-ID` is derived from the
+//! and the PDF `session_{ID}.pdf` — or, when the report could not be rendered
+//! after every attempt, the transcript as `session_{ID}.txt`. The `Message-ID` is derived from the
 //! session id, so a mail sent twice by accident carries the same id and is
 //! recognisable (and de-duplicable) downstream.
 
@@ -32,8 +33,28 @@ pub struct MailContext {
     pub end_reason: String,
     /// One line per scoring signal, e.g. `asked for pricing (+20)`.
     pub signals: Vec<String>,
-    /// The rendered report.
-    pub pdf: Vec<u8>,
+    /// The rendered report, or the transcript in its place.
+    pub attachment: ReportFile,
+}
+
+/// What the report mail carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportFile {
+    /// The rendered report, `session_{ID}.pdf`.
+    Pdf(Vec<u8>),
+    /// The transcript as plain text, `session_{ID}.txt`: the PDF could not
+    /// be rendered, and the lead is mailed all the same.
+    Transcript(String),
+}
+
+impl ReportFile {
+    /// The attachment's file name.
+    pub fn name(&self, session_id: &str) -> String {
+        match self {
+            Self::Pdf(_) => attachment_name(session_id),
+            Self::Transcript(_) => transcript_attachment_name(session_id),
+        }
+    }
 }
 
 /// Shown where the visitor gave no name.
@@ -73,6 +94,11 @@ pub fn attachment_name(session_id: &str) -> String {
     format!("session_{}.pdf", safe_session_id(session_id))
 }
 
+/// `session_{ID}.txt`, the transcript sent when no PDF could be rendered.
+pub fn transcript_attachment_name(session_id: &str) -> String {
+    format!("session_{}.txt", safe_session_id(session_id))
+}
+
 /// Composes the report mail; fails only on unparseable addresses.
 pub fn compose_report_mail(ctx: &MailContext) -> Result<Message, MailError> {
     let from: Mailbox = ctx.from.parse().map_err(|e| MailError::InvalidAddress {
@@ -94,10 +120,18 @@ pub fn compose_report_mail(ctx: &MailContext) -> Result<Message, MailError> {
         })?;
         builder = builder.to(mailbox);
     }
-    let pdf = Attachment::new(attachment_name(&ctx.session_id)).body(
-        ctx.pdf.clone(),
-        ContentType::parse("application/pdf").map_err(|e| MailError::Build(e.to_string()))?,
-    );
+    let name = ctx.attachment.name(&ctx.session_id);
+    let file = match &ctx.attachment {
+        ReportFile::Pdf(pdf) => Attachment::new(name).body(
+            pdf.clone(),
+            ContentType::parse("application/pdf").map_err(|e| MailError::Build(e.to_string()))?,
+        ),
+        ReportFile::Transcript(text) => Attachment::new(name).body(
+            text.clone(),
+            ContentType::parse("text/plain; charset=utf-8")
+                .map_err(|e| MailError::Build(e.to_string()))?,
+        ),
+    };
     builder
         .multipart(
             MultiPart::mixed()
@@ -105,7 +139,7 @@ pub fn compose_report_mail(ctx: &MailContext) -> Result<Message, MailError> {
                     plain_body(ctx),
                     html_body(ctx),
                 ))
-                .singlepart(pdf),
+                .singlepart(file),
         )
         .map_err(|e| MailError::Build(e.to_string()))
 }
@@ -152,11 +186,21 @@ fn plain_body(ctx: &MailContext) -> String {
             out.push('\n');
         }
     }
-    out.push_str(&format!(
-        "\nThe full transcript is attached as {}.\n",
-        attachment_name(&ctx.session_id)
-    ));
+    out.push('\n');
+    out.push_str(&attachment_note(ctx));
+    out.push('\n');
     out
+}
+
+/// The body's last sentence: what is attached, and why when it is not the PDF.
+fn attachment_note(ctx: &MailContext) -> String {
+    let name = ctx.attachment.name(&ctx.session_id);
+    match ctx.attachment {
+        ReportFile::Pdf(_) => format!("The full transcript is attached as {name}."),
+        ReportFile::Transcript(_) => format!(
+            "The PDF report could not be generated; the full transcript is attached as {name}."
+        ),
+    }
 }
 
 fn html_body(ctx: &MailContext) -> String {
@@ -191,8 +235,8 @@ fn html_body(ctx: &MailContext) -> String {
         out.push_str("</ul>");
     }
     out.push_str(&format!(
-        "<p>The full transcript is attached as {}.</p></body></html>",
-        escape_html(&attachment_name(&ctx.session_id))
+        "<p>{}</p></body></html>",
+        escape_html(&attachment_note(ctx))
     ));
     out
 }

@@ -14,7 +14,7 @@ pub use actor::{MailerActor, MailerDeps, SendReport, StopMailer};
 
 use thiserror::Error;
 
-pub use compose::{MailContext, compose_report_mail, message_id_for, report_subject};
+pub use compose::{MailContext, ReportFile, compose_report_mail, message_id_for, report_subject};
 pub use transport::{MailTransport, SendError, backoff};
 
 /// Errors building a mail or a transport (as opposed to sending one).

@@ -169,12 +169,15 @@ async fn process(deps: &ReportDeps, session: FinalizedSession) -> ReportOutcome 
     let pdf = match deps.renderer.render(data).await {
         Ok(pdf) => pdf,
         Err(err) => {
-            tracing::error!(error = %err, "report rendering failed; the mailer will render it again");
+            tracing::error!(error = %err, "report rendering failed; the mailer will try again");
             metrics::counter!(names::REPORTS, "result" => "failed").increment(1);
-            // Due now rather than when the hold runs out.
+            // Due after the first render back-off rather than when the hold
+            // runs out; past the last attempt the mailer sends the transcript.
+            let retry_at = Utc::now()
+                + chrono::Duration::from_std(crate::mail::backoff(0)).unwrap_or_default();
             if let Err(err) = deps
                 .archive
-                .release_held_mail(mail_id, held_until, Utc::now())
+                .release_held_mail(mail_id, held_until, retry_at)
                 .await
             {
                 tracing::warn!(error = %err, "cannot release the report mail; it goes out when its hold ends");
@@ -205,7 +208,7 @@ async fn process(deps: &ReportDeps, session: FinalizedSession) -> ReportOutcome 
         &deps.mail_from,
         &deps.mail_to,
         &deps.brand.name,
-        pdf,
+        crate::mail::ReportFile::Pdf(pdf),
     );
     deps.mailer.do_send(SendReport {
         mail_id,

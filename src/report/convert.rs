@@ -6,7 +6,7 @@ use chrono::Utc;
 use super::data::{Brand, ReportContact, ReportData, ReportLead, ReportLine, ReportSignal};
 use super::messages::FinalizedSession;
 use crate::archive::{ArchivedMessage, ArchivedSession};
-use crate::mail::compose::MailContext;
+use crate::mail::compose::{MailContext, ReportFile};
 
 pub fn to_archived(s: &FinalizedSession) -> ArchivedSession {
     ArchivedSession {
@@ -96,7 +96,7 @@ pub fn mail_context(
     from: &str,
     to: &[String],
     brand: &str,
-    pdf: Vec<u8>,
+    attachment: ReportFile,
 ) -> MailContext {
     let signals = s
         .signals
@@ -128,6 +128,50 @@ pub fn mail_context(
         total_queries: s.total_queries,
         end_reason: s.end_reason.clone(),
         signals,
-        pdf,
+        attachment,
     }
+}
+
+/// The transcript as plain text, for the mail when no PDF could be
+/// rendered: who the visitor is, the score, then every line in order.
+pub fn transcript_text(s: &ArchivedSession, brand: &str) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    let mut out = format!(
+        "{brand} - Session Report (transcript)\n\
+         Session ID:    {id}\n\
+         Name:          {name}\n\
+         E-mail:        {email}\n\
+         Phone:         {phone}\n\
+         Organization:  {org}\n\
+         Priority:      {priority} (score {score})\n\
+         Queries:       {queries}\n\
+         Session ended: {reason}\n\
+         First:         {first}\n\
+         Last:          {last}\n\n",
+        id = s.session_id,
+        name = or_dash(&s.name),
+        email = or_dash(&s.email),
+        phone = or_dash(&s.phone),
+        org = or_dash(&s.organization),
+        priority = s.priority,
+        score = s.lead_score,
+        queries = s.total_queries,
+        reason = s.end_reason,
+        first = s.first_interaction.format("%Y-%m-%d %H:%M:%S UTC"),
+        last = s.last_interaction.format("%Y-%m-%d %H:%M:%S UTC"),
+    );
+    for m in &s.messages {
+        let speaker = if m.role.eq_ignore_ascii_case("user") {
+            "Visitor"
+        } else {
+            "Bot"
+        };
+        out.push_str(&format!(
+            "[{} #{}] {speaker}: {}\n",
+            m.at.format("%Y-%m-%d %H:%M:%S"),
+            m.seq,
+            m.text
+        ));
+    }
+    out
 }

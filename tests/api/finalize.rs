@@ -347,3 +347,148 @@ async fn a_send_slower_than_the_lease_is_accepted_once() {
     let stats = archive.mail_stats().await.expect("stats");
     assert_eq!((stats.sent, stats.pending), (1, 0));
 }
+
+/// The `session_{ID}.txt` part of a received mail, decoded, and the text of
+/// the body, or a panic naming what is missing.
+fn transcript_attachment(raw: &str, id: &str) -> (String, String) {
+    let mail = crate::mime::Part::parse(raw);
+    assert!(
+        mail.find("application/pdf").is_none(),
+        "no PDF could be rendered, yet one is attached"
+    );
+    let text = mail.find("text/plain").expect("a plain-text body").text();
+    // A long name is split RFC 2231 style (`filename*0=`).
+    let name = format!("session_{id}.txt");
+    let attachment = mail
+        .children()
+        .into_iter()
+        .find(|p| {
+            p.header("Content-Disposition")
+                .is_some_and(|d| d.starts_with("attachment") && d.contains(&name))
+        })
+        .unwrap_or_else(|| panic!("no attachment {name} in {raw}"));
+    assert_eq!(attachment.content_type(), "text/plain");
+    (attachment.text(), text)
+}
+
+#[actix_web::test]
+async fn a_report_that_cannot_be_rendered_is_mailed_with_the_transcript_as_text() {
+    let (port, inbox) = smtp::start();
+    let mut settings = full_settings(StoreKind::Memory, port);
+    settings.mail_poll_interval = HumanDuration(Duration::from_millis(100));
+    let template = tempfile::NamedTempFile::new().expect("template file");
+    std::fs::write(template.path(), "#panic(\"this template is broken\")\n").expect("write");
+    settings.report_template = Some(template.path().to_path_buf());
+    let db = settings.database_url.clone();
+    let app = spawn_full_app(settings).await;
+    let id = chat_and_leave(&app).await;
+    app.end_session(json!({"session_id": id})).await;
+    // Three renders with back-offs of at most 2 s and 4 s between them.
+    let mails = wait_for_mails(&inbox, 1, Duration::from_secs(30)).await;
+    assert_eq!(mails.len(), 1, "the lead is mailed although no PDF renders");
+    let (transcript, body) = transcript_attachment(&mails[0].data, &id);
+    for needle in [TRICKY, HINDI, "Priya Shah", "priya@acme-plastics.in"] {
+        assert!(transcript.contains(needle), "transcript lacks {needle:?}");
+    }
+    assert!(body.contains(&format!(
+        "could not be generated; the full transcript is attached as session_{id}.txt"
+    )));
+    let archive = Archive::connect(&db).await.expect("archive");
+    let mail = archive
+        .get_session(&id)
+        .await
+        .expect("query")
+        .expect("archived")
+        .mail
+        .expect("mail");
+    assert_eq!(mail.render_attempts, 3, "{mail:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(inbox.received().len(), 1, "mailed once");
+    assert!(
+        !app.dir
+            .path()
+            .join("reports")
+            .join(format!("session_{id}.pdf"))
+            .exists()
+    );
+    app.stop().await;
+}
+
+/// A render that took the process down (its memory) is counted before it
+/// starts; after three such crashes a restart mails the transcript instead of
+/// rendering a fourth time and crashing again.
+#[actix_web::test]
+async fn a_report_whose_renders_took_the_process_down_is_not_rendered_again() {
+    let (port, inbox) = smtp::start();
+    let mut settings = full_settings(StoreKind::Memory, port);
+    settings.mail_poll_interval = HumanDuration(Duration::from_millis(100));
+    let db = settings.database_url.clone();
+    // The first run: archived and held for its render, as the pipeline does
+    // just before rendering — then the process "dies" three times there.
+    let archive = Archive::connect(&db).await.expect("archive");
+    let id = leadchat::domain::SessionId::new().to_string();
+    let now = chrono::Utc::now();
+    let session = leadchat::archive::ArchivedSession {
+        session_id: id.clone(),
+        name: Some("Priya Shah".into()),
+        email: Some("priya@acme-plastics.in".into()),
+        phone: None,
+        organization: None,
+        lead_score: 40,
+        priority: "medium".into(),
+        engagement_score: 3,
+        total_queries: 1,
+        signals: json!([]),
+        first_interaction: now - chrono::Duration::minutes(3),
+        last_interaction: now - chrono::Duration::minutes(1),
+        finalized_at: now,
+        end_reason: "visitor".into(),
+        node: "node-a".into(),
+        report_path: None,
+        messages: vec![leadchat::archive::ArchivedMessage {
+            seq: 0,
+            role: "user".into(),
+            text: "What does EPR registration cost?".into(),
+            at: now - chrono::Duration::minutes(2),
+        }],
+    };
+    let mail = leadchat::archive::NewMail {
+        recipients: vec!["sales@example.com".into()],
+        subject: "GreenCycle Session Report - Priya Shah".into(),
+        message_id: format!("<session-{id}@example.com>"),
+        held_until: Some(chrono::Utc::now() + chrono::Duration::seconds(300)),
+    };
+    let outcome = archive
+        .archive_session(&session, &mail)
+        .await
+        .expect("archive");
+    let leadchat::archive::ArchiveOutcome::Archived { mail_id } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(
+        archive.count_render_attempt(mail_id).await.expect("count"),
+        2
+    );
+    assert_eq!(
+        archive.count_render_attempt(mail_id).await.expect("count"),
+        3
+    );
+    archive.close().await;
+
+    let app = spawn_full_app(settings).await;
+    let mails = wait_for_mails(&inbox, 1, Duration::from_secs(10)).await;
+    assert_eq!(mails.len(), 1);
+    let (transcript, _) = transcript_attachment(&mails[0].data, &id);
+    assert!(transcript.contains("What does EPR registration cost?"));
+    let archive = Archive::connect(&db).await.expect("archive");
+    let mail = archive
+        .get_session(&id)
+        .await
+        .expect("query")
+        .expect("archived")
+        .mail
+        .expect("mail");
+    assert_eq!(mail.render_attempts, 3, "no fourth render: {mail:?}");
+    assert_eq!(mail.status, MailStatus::Sent);
+    app.stop().await;
+}

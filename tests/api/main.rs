@@ -9,6 +9,9 @@ mod finalize;
 mod handover;
 mod helpers;
 mod limits;
+#[allow(dead_code)] // shared with tests/mail.rs, which reads headers too
+#[path = "../support/mime.rs"]
+mod mime;
 mod redis_cluster;
 mod redis_outage;
 #[path = "../support/redis_server.rs"]

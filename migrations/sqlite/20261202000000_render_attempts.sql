@@ -1,0 +1,9 @@
+-- Renders tried for a report mail, counted before each render starts so that
+-- a render that takes the process down counts too; past the last one the
+-- mail goes out with the transcript as text instead of the PDF.
+ALTER TABLE outbox ADD COLUMN render_attempts INTEGER NOT NULL DEFAULT 0;
+
+-- 1 while a sender or a finalizing pipeline holds the mail (its
+-- next_attempt_at is a lease), 0 while it waits for a retry: a node's start
+-- makes the waiting ones due at once without stealing another node's claim.
+ALTER TABLE outbox ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
