@@ -356,7 +356,12 @@ async fn without_a_pdf_the_transcript_is_attached_as_utf8_text() {
         file.param("Content-Disposition", "filename").as_deref(),
         Some("session_3f2a-77.txt")
     );
-    assert_eq!(file.text(), transcript, "the transcript round-trips");
+    // MIME text travels with CRLF line ends.
+    assert_eq!(
+        file.text().replace("\r\n", "\n"),
+        transcript,
+        "the transcript round-trips"
+    );
     let body = parts[0].children()[0].text();
     assert!(
         body.contains(
