@@ -160,14 +160,27 @@ impl Archive {
         held_until: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, ArchiveError> {
+        self.move_claim(id, held_until, until, true).await
+    }
+
+    /// Moves a mail's claim from `held_until` (its token) to `until`,
+    /// still claimed or not; `false` when the claim was no longer the caller's.
+    async fn move_claim(
+        &self,
+        id: i64,
+        held_until: DateTime<Utc>,
+        until: DateTime<Utc>,
+        claimed: bool,
+    ) -> Result<bool, ArchiveError> {
         let updated = on_pool!(self, |pool, ts| {
             sqlx::query(
-                "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND status = 'pending' \
-                 AND next_attempt_at = $2",
+                "UPDATE outbox SET next_attempt_at = $3, claimed = $4 WHERE id = $1 \
+                 AND status = 'pending' AND next_attempt_at = $2",
             )
             .bind(id)
             .bind(ts(held_until))
             .bind(ts(until))
+            .bind(claimed)
             .execute(pool)
             .await?
             .rows_affected()
@@ -184,19 +197,7 @@ impl Archive {
         held_until: DateTime<Utc>,
         due: DateTime<Utc>,
     ) -> Result<bool, ArchiveError> {
-        let updated = on_pool!(self, |pool, ts| {
-            sqlx::query(
-                "UPDATE outbox SET next_attempt_at = $3, claimed = FALSE WHERE id = $1 \
-                 AND status = 'pending' AND next_attempt_at = $2",
-            )
-            .bind(id)
-            .bind(ts(held_until))
-            .bind(ts(due))
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(updated == 1)
+        self.move_claim(id, held_until, due, false).await
     }
 
     /// Counts a render of the mail's report before it starts, so that a
@@ -224,19 +225,7 @@ impl Archive {
         error: &str,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), ArchiveError> {
-        let updated = on_pool!(self, |pool, ts| {
-            sqlx::query(
-                "UPDATE outbox SET last_error = $2, next_attempt_at = $3, claimed = FALSE \
-                 WHERE id = $1 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(error)
-            .bind(ts(next_attempt_at))
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        found(updated, id)
+        self.put_back(id, error, next_attempt_at, 0).await
     }
 
     /// The mail went out; it will never be sent again. The successful try
@@ -264,14 +253,27 @@ impl Archive {
         error: &str,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), ArchiveError> {
+        self.put_back(id, error, next_attempt_at, 1).await
+    }
+
+    /// Unclaims a pending mail until `next_attempt_at`, keeping `error` and
+    /// counting `sends` more send attempts.
+    async fn put_back(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+        sends: i32,
+    ) -> Result<(), ArchiveError> {
         let updated = on_pool!(self, |pool, ts| {
             sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, \
-                 claimed = FALSE WHERE id = $1 AND status = 'pending'",
+                "UPDATE outbox SET attempts = attempts + $4, last_error = $2, \
+                 next_attempt_at = $3, claimed = FALSE WHERE id = $1 AND status = 'pending'",
             )
             .bind(id)
             .bind(error)
             .bind(ts(next_attempt_at))
+            .bind(sends)
             .execute(pool)
             .await?
             .rows_affected()

@@ -179,72 +179,25 @@ async fn rebuild(deps: &MailerDeps, mail: &OutboxMail) -> Option<MailContext> {
         Some(path) => tokio::fs::read(path).await.ok(),
         None => None,
     };
-    let attachment = match on_disk {
+    let pdf = match on_disk {
+        Some(pdf) => Some(pdf),
+        // The renders so far failed or took the process down.
+        None if mail.render_attempts >= RENDER_ATTEMPTS => None,
+        None => match render_again(deps, mail, &session).await {
+            Rendered::Pdf(pdf) => Some(pdf),
+            Rendered::LastAttemptFailed => None,
+            Rendered::Deferred => return None,
+        },
+    };
+    let attachment = match pdf {
         Some(pdf) => ReportFile::Pdf(pdf),
-        None if mail.render_attempts >= RENDER_ATTEMPTS => {
+        None => {
             tracing::error!(
                 session_id = %session.session_id,
-                render_attempts = mail.render_attempts,
                 "the report could not be rendered; mailing the transcript as text"
             );
             metrics::counter!(names::REPORTS, "result" => "text_fallback").increment(1);
             ReportFile::Transcript(convert::transcript_text(&session, &deps.brand.name))
-        }
-        None => {
-            let attempt = match deps.archive.count_render_attempt(mail.id).await {
-                Ok(n) => n,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot count the render attempt; the lease brings the mail back");
-                    return None;
-                }
-            };
-            match deps
-                .renderer
-                .render(convert::report_data(&session, &deps.brand))
-                .await
-            {
-                Ok(pdf) => {
-                    let path = deps
-                        .report_dir
-                        .join(format!("session_{}.pdf", session.session_id));
-                    if crate::report::write_atomically(&path, &pdf).await.is_ok() {
-                        let _ = deps
-                            .archive
-                            .set_report_path(&session.session_id, &path.to_string_lossy())
-                            .await;
-                    }
-                    ReportFile::Pdf(pdf)
-                }
-                Err(err) if attempt >= RENDER_ATTEMPTS => {
-                    metrics::counter!(names::REPORTS, "result" => "text_fallback").increment(1);
-                    tracing::error!(
-                        session_id = %session.session_id,
-                        error = %err,
-                        attempt,
-                        "the last render attempt failed; mailing the transcript as text"
-                    );
-                    ReportFile::Transcript(convert::transcript_text(&session, &deps.brand.name))
-                }
-                Err(err) => {
-                    metrics::counter!(names::REPORTS, "result" => "failed").increment(1);
-                    // The pipeline's render was attempt 1 and waited
-                    // `backoff(0)`; this one waits the next step.
-                    let wait = backoff(u32::try_from(attempt - 1).unwrap_or(0));
-                    tracing::error!(
-                        session_id = %session.session_id,
-                        error = %err,
-                        attempt,
-                        retry_in_ms = wait.as_millis() as u64,
-                        "cannot render the report for a queued mail"
-                    );
-                    let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                    let reason = format!("render attempt {attempt} failed: {err}");
-                    if let Err(err) = deps.archive.defer_render(mail.id, &reason, next).await {
-                        tracing::warn!(error = %err, "cannot record the failed render; the lease brings the mail back");
-                    }
-                    return None;
-                }
-            }
         }
     };
     Some(convert::mail_context(
@@ -254,6 +207,64 @@ async fn rebuild(deps: &MailerDeps, mail: &OutboxMail) -> Option<MailContext> {
         &deps.brand.name,
         attachment,
     ))
+}
+
+/// What one more render of a queued mail's report gave.
+enum Rendered {
+    Pdf(Vec<u8>),
+    /// The last attempt failed: the transcript goes out instead.
+    LastAttemptFailed,
+    /// It failed (or could not be counted) and the mail comes back later.
+    Deferred,
+}
+
+/// Counts a render attempt, renders, and stores the PDF; a failure before
+/// the last attempt puts the mail back after the next back-off step.
+async fn render_again(
+    deps: &MailerDeps,
+    mail: &OutboxMail,
+    session: &crate::archive::ArchivedSession,
+) -> Rendered {
+    let attempt = match deps.archive.count_render_attempt(mail.id).await {
+        Ok(n) => n,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot count the render attempt; the lease brings the mail back");
+            return Rendered::Deferred;
+        }
+    };
+    let err = match deps
+        .renderer
+        .render(convert::report_data(session, &deps.brand))
+        .await
+    {
+        Ok(pdf) => {
+            let path = deps
+                .report_dir
+                .join(format!("session_{}.pdf", session.session_id));
+            if crate::report::write_atomically(&path, &pdf).await.is_ok() {
+                let _ = deps
+                    .archive
+                    .set_report_path(&session.session_id, &path.to_string_lossy())
+                    .await;
+            }
+            return Rendered::Pdf(pdf);
+        }
+        Err(err) => err,
+    };
+    tracing::error!(session_id = %session.session_id, error = %err, attempt, "cannot render the report for a queued mail");
+    if attempt >= RENDER_ATTEMPTS {
+        return Rendered::LastAttemptFailed;
+    }
+    metrics::counter!(names::REPORTS, "result" => "failed").increment(1);
+    // The pipeline's render was attempt 1 and waited `backoff(0)`; this one
+    // waits the next step.
+    let wait = backoff(u32::try_from(attempt - 1).unwrap_or(0));
+    let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    let reason = format!("render attempt {attempt} failed: {err}");
+    if let Err(err) = deps.archive.defer_render(mail.id, &reason, next).await {
+        tracing::warn!(error = %err, "cannot record the failed render; the lease brings the mail back");
+    }
+    Rendered::Deferred
 }
 
 #[tracing::instrument(name = "send_report", skip_all, fields(session_id = %context.session_id, mail_id))]

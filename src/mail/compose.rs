@@ -144,7 +144,8 @@ pub fn compose_report_mail(ctx: &MailContext) -> Result<Message, MailError> {
         .map_err(|e| MailError::Build(e.to_string()))
 }
 
-fn or_dash(v: &Option<String>) -> &str {
+/// The value, or `-` when missing or blank.
+pub(crate) fn or_dash(v: &Option<String>) -> &str {
     v.as_deref().filter(|s| !s.trim().is_empty()).unwrap_or("-")
 }
 

@@ -135,7 +135,7 @@ pub fn mail_context(
 /// The transcript as plain text, for the mail when no PDF could be
 /// rendered: who the visitor is, the score, then every line in order.
 pub fn transcript_text(s: &ArchivedSession, brand: &str) -> String {
-    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    use crate::mail::compose::or_dash;
     let mut out = format!(
         "{brand} - Session Report (transcript)\n\
          Session ID:    {id}\n\

@@ -196,14 +196,7 @@ async fn smtp_down_then_up_delivers_exactly_one_mail() {
         "the mail is queued while SMTP is down"
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let archive = Archive::connect(&db).await.expect("archive");
-    let mail = archive
-        .get_session(&id)
-        .await
-        .expect("query")
-        .expect("archived")
-        .mail
-        .expect("mail");
+    let mail = outbox_row(&db, &id).await;
     assert_eq!(mail.status, MailStatus::Pending);
     assert!(mail.attempts >= 1, "a send was tried: {mail:?}");
 
@@ -348,6 +341,20 @@ async fn a_send_slower_than_the_lease_is_accepted_once() {
     assert_eq!((stats.sent, stats.pending), (1, 0));
 }
 
+/// The outbox row of session `id`'s report mail.
+async fn outbox_row(db: &str, id: &str) -> leadchat::archive::OutboxMail {
+    let archive = Archive::connect(db).await.expect("archive");
+    let mail = archive
+        .get_session(id)
+        .await
+        .expect("query")
+        .expect("archived")
+        .mail
+        .expect("mail");
+    archive.close().await;
+    mail
+}
+
 /// The `session_{ID}.txt` part of a received mail, decoded, and the text of
 /// the body, or a panic naming what is missing.
 fn transcript_attachment(raw: &str, id: &str) -> (String, String) {
@@ -393,14 +400,7 @@ async fn a_report_that_cannot_be_rendered_is_mailed_with_the_transcript_as_text(
     assert!(body.contains(&format!(
         "could not be generated; the full transcript is attached as session_{id}.txt"
     )));
-    let archive = Archive::connect(&db).await.expect("archive");
-    let mail = archive
-        .get_session(&id)
-        .await
-        .expect("query")
-        .expect("archived")
-        .mail
-        .expect("mail");
+    let mail = outbox_row(&db, &id).await;
     assert_eq!(mail.render_attempts, 3, "{mail:?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(inbox.received().len(), 1, "mailed once");
@@ -480,14 +480,7 @@ async fn a_report_whose_renders_took_the_process_down_is_not_rendered_again() {
     assert_eq!(mails.len(), 1);
     let (transcript, _) = transcript_attachment(&mails[0].data, &id);
     assert!(transcript.contains("What does EPR registration cost?"));
-    let archive = Archive::connect(&db).await.expect("archive");
-    let mail = archive
-        .get_session(&id)
-        .await
-        .expect("query")
-        .expect("archived")
-        .mail
-        .expect("mail");
+    let mail = outbox_row(&db, &id).await;
     assert_eq!(mail.render_attempts, 3, "no fourth render: {mail:?}");
     assert_eq!(mail.status, MailStatus::Sent);
     app.stop().await;
