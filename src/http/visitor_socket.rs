@@ -173,6 +173,11 @@ impl VisitorSocket {
             }
         };
         if self.ended {
+            // Ending is idempotent: the visitor already has its `ended` frame
+            // (an end frame racing the inactivity timer lands here).
+            if matches!(frame, ClientFrame::End) {
+                return;
+            }
             self.refuse(
                 ctx,
                 ErrorCode::SessionEnded,

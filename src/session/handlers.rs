@@ -94,6 +94,11 @@ impl Handler<VisitorFrame> for SessionActor {
             _ => None,
         };
         if self.state != Lifecycle::Live {
+            // An end frame while the session is already finishing is answered
+            // by the `ended` frame that finish sends; it is not an error.
+            if matches!(msg.command, VisitorCommand::End) {
+                return;
+            }
             self.refuse(
                 conn_id,
                 ErrorCode::SessionEnded,

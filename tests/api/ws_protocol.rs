@@ -175,6 +175,8 @@ async fn the_end_frame_finalizes_once_and_later_frames_are_refused() {
         ws.send(json!({"type":"end"})).await;
         let ended = ws.recv().await;
         assert_eq!(ended, json!({"type":"ended","reason":"visitor"}));
+        // Ending again is not an error: the visitor already has its frame.
+        ws.send(json!({"type":"end"})).await;
         ws.send(json!({"type":"message","text":"hello?","client_msg_id":"late"}))
             .await;
         assert_eq!(ws.recv().await["code"], "session_ended");
