@@ -3,7 +3,6 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use actix::{Actor, Addr, Recipient};
 use actix_web::dev::Server;
@@ -247,7 +246,6 @@ impl Application {
             feed,
             metrics: telemetry::metrics_handle(),
             admission: admission.clone(),
-            next_conn_id: AtomicU64::new(1),
             client_limits: ClientLimits::new(
                 settings.limits.sessions_per_client,
                 settings.limits.sockets_per_client,

@@ -121,6 +121,8 @@ async fn a_visitor_moving_across_three_nodes_ends_with_one_transcript_and_one_re
     .expect("send");
     assert_eq!(recv(&mut ws).await["type"], "contact_ok");
     say(&mut ws, "question one, on node A", "q1").await;
+    // Each new tab opens while the one before is still open: it is relayed
+    // to the node that holds the session, then the old tab closes.
     for (n, node) in nodes.iter().enumerate().skip(1) {
         let (mut next, moved) = open(&node.addr, Some(&id)).await;
         assert_eq!(moved["resumed"], true, "{moved}");
@@ -194,4 +196,81 @@ async fn say_again(ws: &mut Ws, n: usize) -> Value {
     .await
     .expect("send");
     recv(ws).await
+}
+
+/// The close code a socket ends with, skipping other frames; `None` when it
+/// stays open past `wait`.
+async fn close_code(ws: &mut Ws, wait: Duration) -> Option<u16> {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await.ok()?? {
+            Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+            Err(_) => return Some(0),
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tab_relayed_to_a_killed_node_closes_with_1012_and_resumes_with_every_acked_line() {
+    let shared = Shared::new(false);
+    let env = shared.env(&[("LEADCHAT_INACTIVITY_TIMEOUT", "20s")]);
+    let mut a = start(&env);
+    let b = start(&env);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (mut on_a, session) = open(&a.addr, None).await;
+    let id = session["session_id"].as_str().expect("id").to_owned();
+    on_a.send(Message::text(
+        json!({"type":"contact","name":"Divya","email":"divya@firm.example"}).to_string(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(recv(&mut on_a).await["type"], "contact_ok");
+    say(&mut on_a, "asked in the tab on node A", "a1").await;
+    // The visitor's second tab lands on node B and is relayed to node A.
+    let (mut on_b, relayed) = open(&b.addr, Some(&id)).await;
+    assert_eq!(relayed["resumed"], true, "{relayed}");
+    let ack = say(&mut on_b, "asked in the tab on node B", "b1").await;
+    assert_eq!(ack["seq"], 4);
+    assert_eq!(recv(&mut on_a).await["seq"], 4, "node A's tab sees it");
+
+    a.child.kill().expect("kill -9 node A");
+    a.child.wait().expect("reaped");
+    // Node A's heartbeat lapses (3 × 1 s); node B tells the tab to reconnect.
+    assert_eq!(
+        close_code(&mut on_b, Duration::from_secs(15)).await,
+        Some(1012)
+    );
+
+    let (mut again, resumed) = open(&b.addr, Some(&id)).await;
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    let lines: Vec<(u64, String)> = resumed["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|l| {
+            (
+                l["seq"].as_u64().unwrap_or(0),
+                l["role"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5],
+        "{lines:?}"
+    );
+    let ack = say(&mut again, "and on node B itself", "b2").await;
+    assert_eq!(ack["seq"], 6);
+    again
+        .send(Message::text(json!({"type":"end"}).to_string()))
+        .await
+        .expect("send");
+    assert_eq!(recv(&mut again).await["type"], "ended");
+    wait_for(&shared.inbox, 1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(reported(&shared.inbox).get(&id), Some(&1));
+    drop(b);
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::domain::EndReason;
 use crate::domain::TranscriptEntry;
 use crate::scoring::Priority;
+use crate::session::relay::RelayEvent;
 use crate::session::{EndOutcome, EndSession, HandOver, SessionRegistry};
 use crate::store::conn::RedisConn;
 
@@ -63,6 +64,10 @@ pub enum BusEvent {
         node: String,
         owner: String,
         session_id: String,
+        /// Who ended it: an admin, or the visitor (`POST /end_session` on a
+        /// node the session does not live on).
+        #[serde(default = "admin_reason")]
+        reason: EndReason,
     },
     /// `node` (the owner) answers `requester`'s `EndRemote`.
     EndedRemote {
@@ -71,6 +76,12 @@ pub enum BusEvent {
         session_id: String,
         outcome: RemoteEnd,
     },
+    /// A tab relayed between two nodes (`session::relay`).
+    Relay(RelayEvent),
+}
+
+fn admin_reason() -> EndReason {
+    EndReason::Admin
 }
 
 /// What became of a forwarded end.
@@ -95,6 +106,7 @@ impl BusEvent {
             | BusEvent::Released { node, .. }
             | BusEvent::EndRemote { node, .. }
             | BusEvent::EndedRemote { node, .. } => node,
+            BusEvent::Relay(event) => event.node(),
         }
     }
 }
@@ -206,8 +218,9 @@ async fn listen(
                 node: from,
                 owner,
                 session_id,
+                reason,
             }) if owner == node => {
-                end_here(registry, bus, node, from, session_id);
+                end_here(registry, bus, node, from, session_id, reason);
             }
             Ok(BusEvent::EndedRemote {
                 requester,
@@ -217,8 +230,12 @@ async fn listen(
             }) if requester == node => {
                 registry.forwarded_end_done(&session_id, outcome);
             }
+            Ok(BusEvent::Relay(event)) if event.to() == node => {
+                registry.relay().receive(registry, event);
+            }
             Ok(
-                BusEvent::Release { .. }
+                BusEvent::Relay(_)
+                | BusEvent::Release { .. }
                 | BusEvent::Released { .. }
                 | BusEvent::EndRemote { .. }
                 | BusEvent::EndedRemote { .. },
@@ -267,6 +284,7 @@ fn end_here(
     node: &str,
     requester: String,
     session_id: String,
+    reason: EndReason,
 ) {
     let registry = Arc::clone(registry);
     let bus = bus.clone();
@@ -277,7 +295,7 @@ fn end_here(
             None => RemoteEnd::NotHere,
             Some(addr) => match addr
                 .send(EndSession {
-                    reason: EndReason::Admin,
+                    reason,
                     report_done: None,
                 })
                 .await

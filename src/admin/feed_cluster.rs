@@ -118,7 +118,8 @@ impl Handler<RemoteEvent> for AdminFeed {
             BusEvent::Release { .. }
             | BusEvent::Released { .. }
             | BusEvent::EndRemote { .. }
-            | BusEvent::EndedRemote { .. } => {}
+            | BusEvent::EndedRemote { .. }
+            | BusEvent::Relay(_) => {}
             BusEvent::Hello { .. } => {
                 // A node joined (nodes of earlier versions expect this).
                 if self.holds_own_views() {

@@ -266,7 +266,12 @@ async fn end_here(addr: &actix::Addr<crate::session::SessionActor>) -> EndOutcom
 /// channel), or, when no live node holds it, it is restored here and ended.
 async fn end_anywhere(state: &AppState, id: SessionId) -> Result<EndOutcome, ApiError> {
     let unavailable = |_| ApiError::unavailable("session store unavailable; try again");
-    if let Some(outcome) = state.registry.end_on_owner(id).await.map_err(unavailable)? {
+    if let Some(outcome) = state
+        .registry
+        .end_on_owner(id, EndReason::Admin)
+        .await
+        .map_err(unavailable)?
+    {
         return Ok(match outcome {
             RemoteEnd::Finalized => EndOutcome::Finalized,
             RemoteEnd::Unavailable => EndOutcome::Unavailable,

@@ -16,7 +16,6 @@ mod widget;
 mod write_deadline;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::{HttpRequest, HttpResponse, middleware, web};
 use actix_web_actors::ws;
@@ -44,7 +43,6 @@ pub struct AppState {
     pub feed: actix::Addr<crate::admin::AdminFeed>,
     pub metrics: PrometheusHandle,
     pub admission: Admission,
-    pub next_conn_id: AtomicU64,
     /// Sockets and new sessions per client address.
     pub client_limits: ClientLimits,
     /// `trusted_proxies`, parsed once.
@@ -107,7 +105,7 @@ async fn visitor_ws(
         .unwrap_or(None);
     let ticket = admit_visitor(&req, &state, query.as_deref()).await?;
     let limits = &state.settings.limits;
-    let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let conn_id = state.registry.next_conn_id();
     let actor = visitor_socket::VisitorSocket::new(
         conn_id,
         Arc::clone(&state.registry),
@@ -191,10 +189,7 @@ async fn resumes_live_session(state: &AppState, requested: Option<&str>) -> bool
     let Some(id) = requested.and_then(crate::domain::SessionId::parse) else {
         return false;
     };
-    matches!(
-        state.registry.find_or_restore(id).await,
-        Ok(crate::session::Lookup::Live(_))
-    )
+    matches!(state.registry.resumable(id).await, Ok(true))
 }
 
 /// Hands the frame guard's event channel to the socket actor, which adds it
@@ -221,7 +216,7 @@ async fn admin_ws(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     admin_api::authorize_socket(&req, &state)?;
-    let id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let id = state.registry.next_conn_id();
     let actor = admin_socket::AdminSocket::new(
         id,
         state.feed.clone(),

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
+use crate::admin::bus::RemoteEnd;
 use crate::domain::{EndReason, SessionId};
 use crate::report::ReportOutcome;
 use crate::session::{EndOutcome, EndSession, Lookup};
@@ -38,9 +39,30 @@ pub async fn end_session(
         .ok_or_else(|| ApiError::bad_request("give `session_id` in a JSON body or a cookie"))?;
     let id = SessionId::parse(&raw).ok_or_else(|| ApiError::not_found("no such session"))?;
 
-    let lookup = state.registry.find_or_restore(id).await.map_err(|e| {
+    let unavailable = |e: crate::store::StoreError| {
         ApiError::unavailable(format!("session store unavailable: {}", kind_only(&e)))
-    })?;
+    };
+    // A session another live node holds is ended there, where its visitor's
+    // sockets are (its report is then prepared there: answered `queued`).
+    if state.registry.get(id).is_none()
+        && let Some(remote) = state
+            .registry
+            .end_on_owner(id, EndReason::Visitor)
+            .await
+            .map_err(unavailable)?
+    {
+        let outcome = match remote {
+            RemoteEnd::Finalized => EndOutcome::Finalized,
+            RemoteEnd::Unavailable => EndOutcome::Unavailable,
+            RemoteEnd::AlreadyFinalized | RemoteEnd::NotHere => EndOutcome::AlreadyFinalized,
+        };
+        return answer(id, outcome, false);
+    }
+    let lookup = state
+        .registry
+        .find_or_restore(id)
+        .await
+        .map_err(unavailable)?;
     let (report_tx, report_rx) = tokio::sync::oneshot::channel();
     let outcome = match lookup {
         Lookup::Unknown => return Err(ApiError::not_found("no such session")),
@@ -68,6 +90,10 @@ pub async fn end_session(
                 false
             }
         };
+    answer(id, outcome, rendered)
+}
+
+fn answer(id: SessionId, outcome: EndOutcome, rendered: bool) -> Result<HttpResponse, ApiError> {
     let report = format!("session_{id}.pdf");
     match outcome {
         EndOutcome::Finalized if rendered => Ok(HttpResponse::Ok().json(serde_json::json!({

@@ -13,9 +13,10 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use super::admission::ConnectionTicket;
 use super::frame_guard::GuardEvent;
 use crate::domain::Contact;
+use crate::session::relay::{PEER_CHECK, RelayCommand};
 use crate::session::{
     Connect, Disconnect, FrameRefused, OpenedSession, SessionActor, SessionRegistry, SocketClose,
-    SocketFrame, VisitorCommand, VisitorFrame,
+    SocketFrame, Tab, Via, VisitorCommand, VisitorFrame,
 };
 use crate::telemetry::names;
 use crate::wire::{ClientFrame, ErrorCode, ServerFrame};
@@ -39,11 +40,49 @@ pub struct VisitorSocket {
     pub max_frame_bytes: usize,
     /// Frees the admission slot when the connection ends.
     _ticket: ConnectionTicket,
-    session: Option<Addr<SessionActor>>,
+    session: Option<SessionLink>,
     ended: bool,
     last_seen: Instant,
     /// When the frames refused within the last `REFUSED_WINDOW` were.
     refused: VecDeque<Instant>,
+}
+
+/// Where this socket's session is: an actor here, or another node that
+/// keeps it for the visitor's other tab (`session::relay`).
+enum SessionLink {
+    Local(Addr<SessionActor>),
+    Relayed { owner: String },
+}
+
+impl SessionLink {
+    fn command(&self, registry: &SessionRegistry, conn_id: u64, command: VisitorCommand) {
+        match self {
+            SessionLink::Local(addr) => addr.do_send(VisitorFrame { conn_id, command }),
+            SessionLink::Relayed { owner } => {
+                registry
+                    .relay()
+                    .forward(owner, conn_id, RelayCommand::from(command))
+            }
+        }
+    }
+
+    fn refused(&self, registry: &SessionRegistry, conn_id: u64) {
+        match self {
+            SessionLink::Local(addr) => addr.do_send(FrameRefused),
+            SessionLink::Relayed { owner } => {
+                registry
+                    .relay()
+                    .forward(owner, conn_id, RelayCommand::Refused)
+            }
+        }
+    }
+
+    fn detach(&self, registry: &SessionRegistry, conn_id: u64) {
+        match self {
+            SessionLink::Local(addr) => addr.do_send(Disconnect { conn_id }),
+            SessionLink::Relayed { owner } => registry.relay().close(owner, conn_id),
+        }
+    }
 }
 
 impl VisitorSocket {
@@ -79,7 +118,7 @@ impl VisitorSocket {
     /// that keeps sending them is closed.
     fn count_refused(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if let Some(session) = &self.session {
-            session.do_send(FrameRefused);
+            session.refused(&self.registry, self.conn_id);
         }
         let now = Instant::now();
         while self
@@ -101,6 +140,36 @@ impl VisitorSocket {
         }
     }
 
+    /// A relayed tab closes with 1012 when its session's node stops
+    /// heartbeating (killed): the widget reconnects, and the session resumes
+    /// on whichever live node it lands on.
+    fn watch_owner(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.run_interval(PEER_CHECK, |act, ctx| {
+            let Some(SessionLink::Relayed { owner }) = &act.session else {
+                return;
+            };
+            let owner = owner.clone();
+            let store = Arc::clone(&act.registry.deps().store);
+            ctx.spawn(
+                async move { store.node_alive(&owner).await }
+                    .into_actor(act)
+                    .map(|alive, act, ctx| {
+                        if matches!(alive, Ok(false)) {
+                            <Self as Handler<SocketFrame>>::handle(
+                                act,
+                                SocketFrame {
+                                    text: bytestring::ByteString::new(),
+                                    ended: false,
+                                    close: Some(SocketClose::OwnerGone),
+                                },
+                                ctx,
+                            );
+                        }
+                    }),
+            );
+        });
+    }
+
     /// Opens (or resumes) the session and attaches to it before any visitor
     /// frame is handled: frames wait while this runs.
     fn attach(
@@ -110,11 +179,15 @@ impl VisitorSocket {
         fresh: bool,
     ) {
         let registry = Arc::clone(&self.registry);
+        let tab = Tab {
+            conn_id: self.conn_id,
+            socket: ctx.address().recipient(),
+        };
         let fut = async move {
             if fresh {
                 Ok(registry.open_fresh(requested))
             } else {
-                registry.open(requested.as_deref()).await
+                registry.open(requested.as_deref(), &tab).await
             }
         };
         ctx.wait(fut.into_actor(self).then(|opened, act, ctx| {
@@ -135,17 +208,26 @@ impl VisitorSocket {
                     return futures_util::future::Either::Left(fut::ready(()));
                 }
             };
+            let addr = match opened.via {
+                Via::Local(addr) => addr,
+                Via::Relayed { owner, frame } => {
+                    act.session = Some(SessionLink::Relayed { owner });
+                    ctx.text(frame);
+                    act.watch_owner(ctx);
+                    return futures_util::future::Either::Left(fut::ready(()));
+                }
+            };
             let connect = Connect {
                 conn_id: act.conn_id,
                 socket: ctx.address().recipient(),
                 resumed: opened.resumed,
                 previous_session_id: opened.previous_session_id.clone(),
+                only_if_attached: false,
             };
-            let addr = opened.addr.clone();
-            futures_util::future::Either::Right(addr.send(connect).into_actor(act).map(
+            futures_util::future::Either::Right(addr.clone().send(connect).into_actor(act).map(
                 move |answer, act, ctx| match answer {
                     Ok(Ok(frame)) => {
-                        act.session = Some(opened.addr);
+                        act.session = Some(SessionLink::Local(addr));
                         ctx.text(frame);
                     }
                     // The session ended between lookup and attach: start afresh,
@@ -235,10 +317,7 @@ impl VisitorSocket {
             ClientFrame::History { before_seq } => VisitorCommand::History { before_seq },
         };
         if let Some(session) = &self.session {
-            session.do_send(VisitorFrame {
-                conn_id: self.conn_id,
-                command,
-            });
+            session.command(&self.registry, self.conn_id, command);
         }
     }
 }
@@ -298,9 +377,7 @@ impl Actor for VisitorSocket {
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         metrics::gauge!(names::CONNECTIONS).decrement(1.0);
         if let Some(session) = self.session.take() {
-            session.do_send(Disconnect {
-                conn_id: self.conn_id,
-            });
+            session.detach(&self.registry, self.conn_id);
         }
     }
 }
@@ -321,6 +398,7 @@ impl Handler<SocketFrame> for VisitorSocket {
                     CloseCode::Other(CLOSE_REPLACED),
                     "too many connections for this session",
                 ),
+                SocketClose::OwnerGone => (CloseCode::Restart, "session's node stopped; reconnect"),
             };
             ctx.close(Some(CloseReason {
                 code,

@@ -513,7 +513,7 @@ impl SessionActor {
 /// reading hoard them: its mailbox is bounded (`SOCKET_MAILBOX`), and past
 /// it the frame is dropped — the kernel's write deadline closes such a
 /// socket soon, and a resume replays what it missed.
-fn deliver(socket: &Recipient<SocketFrame>, frame: SocketFrame) {
+pub(super) fn deliver(socket: &Recipient<SocketFrame>, frame: SocketFrame) {
     let ended = frame.ended;
     if let Err(SendError::Full(frame)) = socket.try_send(frame) {
         metrics::counter!(names::SOCKET_FRAMES_DROPPED).increment(1);

@@ -13,7 +13,7 @@ impl Handler<Connect> for SessionActor {
     type Result = Result<ByteString, SessionGone>;
 
     fn handle(&mut self, msg: Connect, _ctx: &mut Self::Context) -> Self::Result {
-        if self.state != Lifecycle::Live {
+        if self.state != Lifecycle::Live || (msg.only_if_attached && self.connections.is_empty()) {
             return Err(SessionGone);
         }
         let limit = self.registry.deps().bounds.connections_per_session;

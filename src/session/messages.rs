@@ -21,13 +21,17 @@ pub struct SocketFrame {
 }
 
 /// Why the session closes one of its sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SocketClose {
     /// The session lives on another node now: the widget reconnects (1013).
     Moved,
     /// A newer socket took the last of `limits.connections_per_session`
     /// (4008); the widget does not reconnect on its own.
     Replaced,
+    /// A relayed tab's session lived on a node that stopped: the widget
+    /// reconnects and resumes where it lands (1012).
+    OwnerGone,
 }
 
 /// A connection attaches to the session; answered with the `session` frame.
@@ -38,6 +42,10 @@ pub struct Connect {
     pub socket: Recipient<SocketFrame>,
     pub resumed: bool,
     pub previous_session_id: Option<String>,
+    /// Attach only when the session already has a socket here (a tab on
+    /// another node is relayed to a session its other tab keeps here);
+    /// else `SessionGone`, and the other node takes the session over.
+    pub only_if_attached: bool,
 }
 
 /// The session is finalizing or finalized: the connection must open a new one.

@@ -3,13 +3,17 @@
 //! when they stop.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::{Actor, Addr, Recipient};
+use bytestring::ByteString;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::actor::SessionActor;
+use super::messages::SocketFrame;
+use super::relay::RelayHub;
 use crate::admin::bus::{BusEvent, FeedBus, RemoteEnd};
 use crate::admin::{AdminFeed, FeedDemand};
 use crate::bot::Responder;
@@ -66,6 +70,11 @@ pub struct SessionRegistry {
     handovers: DashMap<String, tokio::sync::oneshot::Sender<()>>,
     /// Admin ends waiting for the owning node's answer.
     forwarded_ends: DashMap<String, tokio::sync::oneshot::Sender<RemoteEnd>>,
+    /// Tabs relayed to and from other nodes.
+    relay: Arc<RelayHub>,
+    /// Connection ids of this node: visitor and admin sockets, and the
+    /// stand-ins of tabs on other nodes.
+    next_conn: AtomicU64,
 }
 
 /// How long a restore waits for the previous owner to let go; a dead owner
@@ -80,11 +89,28 @@ pub enum Lookup {
     Unknown,
 }
 
+/// A socket asking for a session: the tab a relay would serve.
+pub struct Tab {
+    pub conn_id: u64,
+    pub socket: Recipient<SocketFrame>,
+}
+
+/// How a connection reaches its session.
+#[derive(Debug)]
+pub enum Via {
+    /// The session's actor is on this node.
+    Local(Addr<SessionActor>),
+    /// The session stays on `owner`, where another tab of the visitor is
+    /// attached; this tab is relayed to it and `frame` is its `session`
+    /// frame.
+    Relayed { owner: String, frame: ByteString },
+}
+
 /// The session a new connection attaches to.
 #[derive(Debug)]
 pub struct OpenedSession {
     pub id: SessionId,
-    pub addr: Addr<SessionActor>,
+    pub via: Via,
     pub resumed: bool,
     /// The id the visitor asked for when it could not be resumed.
     pub previous_session_id: Option<String>,
@@ -92,12 +118,65 @@ pub struct OpenedSession {
 
 impl SessionRegistry {
     pub fn new(deps: SessionDeps) -> Arc<Self> {
+        let relay = Arc::new(RelayHub::new(deps.node.clone(), deps.bus.clone()));
         Arc::new(Self {
             live: DashMap::new(),
             deps: Arc::new(deps),
             handovers: DashMap::new(),
             forwarded_ends: DashMap::new(),
+            relay,
+            next_conn: AtomicU64::new(1),
         })
+    }
+
+    pub fn relay(&self) -> &Arc<RelayHub> {
+        &self.relay
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether a socket asking for `id` will resume it (live here, or stored
+    /// and not finalized), without restoring or taking it over.
+    pub async fn resumable(&self, id: SessionId) -> Result<bool, StoreError> {
+        if self.get(id).is_some() {
+            return Ok(true);
+        }
+        Ok(self
+            .deps
+            .store
+            .load(id)
+            .await?
+            .is_some_and(|s| !s.finalized))
+    }
+
+    /// When another live node holds `id` with a socket of its own there,
+    /// attaches `tab` to it through the relay; its `session` frame then.
+    async fn relay_to_owner(
+        &self,
+        id: SessionId,
+        tab: &Tab,
+    ) -> Result<Option<(String, ByteString)>, StoreError> {
+        if !self.relay.enabled() || self.get(id).is_some() {
+            return Ok(None);
+        }
+        let me = self.deps.node.as_str();
+        let owner = match self.deps.store.load(id).await? {
+            Some(s) if !s.finalized => match s.node {
+                Some(owner) if owner != me => owner,
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        if !self.deps.store.node_alive(&owner).await? {
+            return Ok(None);
+        }
+        let frame = self
+            .relay
+            .open_remote(&owner, id, tab.conn_id, tab.socket.clone(), HANDOVER_WAIT)
+            .await;
+        Ok(frame.map(|f| (owner, f)))
     }
 
     pub fn deps(&self) -> &Arc<SessionDeps> {
@@ -205,7 +284,11 @@ impl SessionRegistry {
     /// session that lives elsewhere). `None` when no other live node holds
     /// it or the owner did not answer in time: the caller takes the session
     /// over and ends it here.
-    pub async fn end_on_owner(&self, id: SessionId) -> Result<Option<RemoteEnd>, StoreError> {
+    pub async fn end_on_owner(
+        &self,
+        id: SessionId,
+        reason: crate::domain::EndReason,
+    ) -> Result<Option<RemoteEnd>, StoreError> {
         let me = self.deps.node.as_str();
         let Some(bus) = &self.deps.bus else {
             return Ok(None);
@@ -226,6 +309,7 @@ impl SessionRegistry {
             node: me.to_owned(),
             owner: owner.clone(),
             session_id: id.to_string(),
+            reason,
         })
         .await;
         let answer = tokio::time::timeout(HANDOVER_WAIT, rx).await;
@@ -259,15 +343,26 @@ impl SessionRegistry {
     pub async fn open(
         self: &Arc<Self>,
         requested: Option<&str>,
+        tab: &Tab,
     ) -> Result<OpenedSession, StoreError> {
         let mut previous = None;
         if let Some(raw) = requested.filter(|r| !r.is_empty()) {
+            if let Some(id) = SessionId::parse(raw)
+                && let Some((owner, frame)) = self.relay_to_owner(id, tab).await?
+            {
+                return Ok(OpenedSession {
+                    id,
+                    via: Via::Relayed { owner, frame },
+                    resumed: true,
+                    previous_session_id: None,
+                });
+            }
             if let Some(id) = SessionId::parse(raw)
                 && let Lookup::Live(addr) = self.find_or_restore(id).await?
             {
                 return Ok(OpenedSession {
                     id,
-                    addr,
+                    via: Via::Local(addr),
                     resumed: true,
                     previous_session_id: None,
                 });
@@ -284,7 +379,7 @@ impl SessionRegistry {
         self.live.insert(id, addr.clone());
         OpenedSession {
             id,
-            addr,
+            via: Via::Local(addr),
             resumed: false,
             previous_session_id: previous,
         }

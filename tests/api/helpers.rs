@@ -71,6 +71,7 @@ pub struct TestApp {
     pub dir: std::sync::Arc<tempfile::TempDir>,
     pub finalized: Finalized,
     pub http: reqwest::Client,
+    pub registry: std::sync::Arc<leadchat::session::SessionRegistry>,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -123,6 +124,28 @@ impl TestApp {
 
     pub async fn stop(&self) {
         self.handle.stop(false).await;
+    }
+
+    /// Whether this node holds session `id` with no socket attached
+    /// (waits up to `wait` for it).
+    pub async fn away(&self, id: &str, wait: Duration) -> bool {
+        let id = leadchat::domain::SessionId::parse(id).expect("a session id");
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(addr) = self.registry.get(id)
+                && let Ok(Some(view)) = addr.send(leadchat::session::GetView).await
+                && view.state == leadchat::admin::ViewState::Away
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// (tabs here relayed to another node, tabs elsewhere relayed here).
+    pub fn relayed(&self) -> (usize, usize) {
+        self.registry.relay().counts()
     }
 }
 
@@ -189,6 +212,7 @@ async fn spawn(settings: Settings, collect: bool) -> TestApp {
     let addr = app.addr();
     let metrics_addr = app.metrics_addr();
     let handle = app.server_handle();
+    let registry = app.registry();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         addr,
@@ -196,6 +220,7 @@ async fn spawn(settings: Settings, collect: bool) -> TestApp {
         dir,
         finalized,
         http: reqwest::Client::new(),
+        registry,
         handle,
     }
 }
@@ -244,6 +269,22 @@ impl WsClient {
                     return Some(serde_json::from_str(&t).expect("server frames are JSON"));
                 }
                 Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The close code the server closes with, skipping other frames; `None`
+    /// when the connection ends without one or stays open past `wait`.
+    pub async fn close_code(&mut self, wait: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.inner.next())
+                .await
+                .ok()??;
+            match next {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Err(_) => return None,
                 Ok(_) => continue,
             }
         }

@@ -95,10 +95,12 @@ async fn the_chat_flow_runs_on_a_redis_cluster() {
     assert!(deadline.is_some(), "the session is in the deadline index");
 
     // The visitor moves to node B: node A lets go over the cluster channel.
+    drop(on_a);
+    assert!(node_a.away(&id, Duration::from_secs(2)).await);
     let (mut on_b, moved) = node_b.connect(Some(&id)).await;
     assert_eq!(moved["resumed"], true, "{moved}");
     assert_eq!(moved["history"].as_array().map(Vec::len), Some(3));
-    assert!(on_a.try_recv(Duration::from_secs(3)).await.is_none());
+    assert_eq!(node_b.relayed(), (0, 0), "moved, not relayed");
     let (ack, _) = on_b.message("and a demo next week", "m2").await;
     assert_eq!(ack["seq"], 4);
     on_b.send(json!({"type":"end"})).await;
