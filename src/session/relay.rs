@@ -251,7 +251,13 @@ impl RelayHub {
         let answer = tokio::time::timeout(wait, rx).await;
         self.opening.remove(&link);
         match answer {
-            Ok(Ok(Some(frame))) => Some(ByteString::from(frame)),
+            Ok(Ok(Some(frame))) if self.visiting.get(&link).is_some_and(|s| s.connected()) => {
+                Some(ByteString::from(frame))
+            }
+            Ok(Ok(Some(_))) => {
+                self.close(owner, link);
+                None
+            }
             _ => {
                 self.visiting.remove(&link);
                 None
@@ -301,11 +307,20 @@ impl RelayHub {
                     });
                 });
             }
-            RelayEvent::Opened { link, frame, .. } => {
-                if let Some((_, tx)) = self.opening.remove(&link) {
+            RelayEvent::Opened {
+                node, link, frame, ..
+            } => match self.opening.remove(&link) {
+                Some((_, tx)) => {
                     let _ = tx.send(frame);
                 }
-            }
+                // Attached after the tab stopped waiting: let go again.
+                None if frame.is_some() => self.send(RelayEvent::Closed {
+                    node: self.node.clone(),
+                    to: node,
+                    link,
+                }),
+                None => {}
+            },
             RelayEvent::In {
                 node,
                 link,
@@ -317,12 +332,24 @@ impl RelayHub {
                 }
             }
             RelayEvent::Out {
+                node,
                 link,
                 text,
                 ended,
                 close,
                 ..
             } => {
+                // The tab went away before it could say so (it closed while
+                // its open was on the way): the owner lets go of it.
+                if self.visiting.get(&link).is_some_and(|s| !s.connected()) {
+                    self.visiting.remove(&link);
+                    self.send(RelayEvent::Closed {
+                        node: self.node.clone(),
+                        to: node,
+                        link,
+                    });
+                    return;
+                }
                 let last = ended || close.is_some();
                 let socket = if last {
                     self.visiting.remove(&link).map(|(_, s)| s)
