@@ -261,10 +261,7 @@ impl WsClient {
     pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.inner.next())
-                .await
-                .ok()??;
-            match next {
+            match self.next_before(deadline).await? {
                 Ok(Message::Text(t)) => {
                     return Some(serde_json::from_str(&t).expect("server frames are JSON"));
                 }
@@ -279,15 +276,22 @@ impl WsClient {
     pub async fn close_code(&mut self, wait: Duration) -> Option<u16> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.inner.next())
-                .await
-                .ok()??;
-            match next {
+            match self.next_before(deadline).await? {
                 Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
                 Err(_) => return None,
                 Ok(_) => continue,
             }
         }
+    }
+
+    /// The next message, unless the stream ends or `deadline` passes first.
+    async fn next_before(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+        tokio::time::timeout_at(deadline, self.inner.next())
+            .await
+            .ok()?
     }
 
     pub async fn message(&mut self, text: &str, client_msg_id: &str) -> (Value, Value) {
