@@ -81,6 +81,8 @@ pub mod names {
     pub const SOCKET_FRAMES_DROPPED: &str = "leadchat_socket_frames_dropped_total";
     pub const STORE_LATENCY: &str = "leadchat_store_latency_seconds";
     pub const STORE_ERRORS: &str = "leadchat_store_errors_total";
+    /// Times the embedded store rewound its WAL to the beginning.
+    pub const STORE_WAL_RESETS: &str = "leadchat_store_wal_resets_total";
     /// Writes held in memory while the store is unreachable.
     pub const STORE_BUFFERED: &str = "leadchat_store_buffered_writes";
     /// Writes refused because the buffer was full.

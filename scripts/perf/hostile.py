@@ -7,6 +7,9 @@ Prints one line per probe with the server's RSS before and after:
   control   60 sockets each send a ping declaring 16 MiB (and 64 KiB of it)
   resume    one session of 300 messages, resumed by 100 sockets that never read
   sessions  20 fresh sessions from one address, 20 messages each at once
+  feed      (finding 1) two chats, then an admin: is each in the snapshot?
+            then the time from each visitor event to its admin frame
+            (LEADCHAT_ADMIN_TOKEN in the environment, or PERF_ADMIN_TOKEN)
 The server must allow 300 messages per 10 s for the resume probe
 (LEADCHAT_LIMITS__RATE=1000/1s, as scripts/perf/lib.sh sets) and keep its
 per-client limits at their defaults for the sessions probe.
@@ -30,7 +33,7 @@ def rss_mib(pid):
     return 0.0
 
 
-def connect(addr, path="/ws", timeout=10):
+def connect(addr, path="/ws", timeout=10, headers=""):
     host, port = addr.rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=timeout)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -38,7 +41,7 @@ def connect(addr, path="/ws", timeout=10):
         (
             f"GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{headers}\r\n"
         ).encode()
     )
     head = b""
@@ -191,6 +194,66 @@ def sessions(addr, pid):
     print(
         f"sessions: 20 fresh sessions from one address: {len(socks)} opened, {upgrades_refused} refused (429); "
         f"{accepted} of {len(socks) * 20} messages accepted at once, {refused} rate_limited"
+    )
+
+
+def feed(addr, pid):
+    token = os.environ.get("LEADCHAT_ADMIN_TOKEN") or os.environ.get("PERF_ADMIN_TOKEN", "perf-admin-token-0000")
+    auth = f"Authorization: Bearer {token}\r\n"
+
+    def visitor(n):
+        s, _, buf = connect(addr)
+        sid = read_json(s, buf)["session_id"]
+        send_json(s, {"type": "contact", "name": f"Feed {n}", "email": f"feed{n}@example.com",
+                      "phone": "", "organization": "Probe"})
+        read_json(s, buf)
+        return s, buf, sid
+
+    early = [visitor(n) for n in range(2)]
+    t0 = time.monotonic()
+    a, status, abuf = connect(addr, "/admin/ws", headers=auth)
+    if status != 101:
+        print(f"feed: /admin/ws answered {status}")
+        return
+    snap = read_json(a, abuf)
+    snap_ms = (time.monotonic() - t0) * 1000
+    listed = {x["session_id"] for x in snap.get("sessions", [])}
+    in_snapshot = sum(sid in listed for _, _, sid in early)
+    # An admin already watching: each visitor event until its frame arrives.
+    s, buf, sid = visitor(2)
+    waits = []
+    a.settimeout(3)
+    for i in range(20):
+        a.settimeout(0.05)  # what the last message's answer still sends
+        try:
+            while read_json(a, abuf) is not None:
+                pass
+        except socket.timeout:
+            pass
+        a.settimeout(3)
+        sent = time.monotonic()
+        send_json(s, {"type": "message", "text": f"we need EPR help {i}", "client_msg_id": f"f{i}"})
+        try:
+            while True:
+                got = read_json(a, abuf)
+                if got is None:
+                    break
+                if got.get("type") == "session_updated" and got["session"]["session_id"] == sid:
+                    waits.append((time.monotonic() - sent) * 1000)
+                    break
+        except socket.timeout:
+            pass
+        read_json(s, buf)  # ack
+        read_json(s, buf)  # answer
+    for v, _, _ in early + [(s, buf, sid)]:
+        v.close()
+    a.close()
+    waits.sort()
+    worst = f"{waits[-1]:.1f}" if waits else "-"
+    median = f"{waits[len(waits) // 2]:.1f}" if waits else "-"
+    print(
+        f"feed: snapshot after {snap_ms:.0f} ms lists {in_snapshot}/2 earlier chats ({len(listed)} in all); "
+        f"{len(waits)}/20 messages reached the admin, median {median} ms, worst {worst} ms"
     )
 
 
