@@ -9,6 +9,7 @@ pub mod http;
 pub mod mail;
 pub mod report;
 pub mod scoring;
+pub mod secret;
 pub mod session;
 pub mod settings;
 pub mod shutdown;

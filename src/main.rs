@@ -74,26 +74,12 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     })
 }
 
+/// The settings as TOML; secrets print as `<set>` and URLs without their
+/// passwords (see `leadchat::secret`).
 fn check_config(settings: &Settings) -> anyhow::Result<()> {
-    let mut shown = settings.clone();
-    if shown.admin_token.is_some() {
-        shown.admin_token = Some("<set>".into());
-    }
-    if let Some(url) = &shown.smtp_url {
-        shown.smtp_url = Some(leadchat::settings::redact_url(url));
-    }
-    if shown.redis_url.is_some() {
-        let seeds: Vec<String> = shown
-            .redis_seeds()
-            .into_iter()
-            .map(leadchat::settings::redact_url)
-            .collect();
-        shown.redis_url = Some(seeds.join(","));
-    }
-    shown.database_url = leadchat::settings::redact_url(&shown.database_url);
     println!(
         "{}",
-        toml::to_string_pretty(&shown).context("cannot print settings")?
+        toml::to_string_pretty(settings).context("cannot print settings")?
     );
     Ok(())
 }
@@ -101,7 +87,8 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
 fn migrate_keys(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     let url = settings
         .redis_url
-        .as_deref()
+        .as_ref()
+        .map(|u| u.expose())
         .context("migrate-keys needs LEADCHAT_REDIS_URL")?;
     if settings.redis_cluster {
         anyhow::bail!(

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::secret::{Secret, SecretUrl};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -101,7 +102,7 @@ pub struct Settings {
     pub listen: String,
     /// One Redis (`redis://HOST:PORT[/DB]`), or with `redis_cluster` the
     /// comma-separated seed nodes of a Redis Cluster.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretUrl>,
     /// `redis_url` names a Redis Cluster.
     pub redis_cluster: bool,
     /// Visitor writes held in memory while Redis is unreachable; past it,
@@ -120,15 +121,15 @@ pub struct Settings {
     /// Tests only: keep live sessions in memory, lost when the process ends.
     pub embedded_memory: bool,
     // --
-    pub database_url: String,
+    pub database_url: SecretUrl,
     pub inactivity_timeout: HumanDuration,
     pub sweep_interval: HumanDuration,
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SecretUrl>,
     pub outbox_dir: PathBuf,
     pub mail_from: String,
     pub mail_to: String,
     pub report_dir: PathBuf,
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     pub node_id: Option<String>,
     /// How long a shutdown waits for in-flight reports and mails.
     pub shutdown_grace: HumanDuration,
@@ -377,16 +378,17 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        if !(self.database_url.starts_with("sqlite:")
-            || self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://"))
+        let database_url = self.database_url.expose();
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
         {
             return Err(SettingsError::invalid(
                 "database_url",
                 "expected sqlite://PATH or postgres://…",
             ));
         }
-        if let Some(url) = &self.smtp_url
+        if let Some(url) = self.smtp_url.as_ref().map(SecretUrl::expose)
             && !(url.starts_with("smtp://")
                 || url.starts_with("smtps://")
                 || url.starts_with("smtp+starttls://"))
@@ -450,7 +452,7 @@ impl Settings {
                 "must be at least 64 MiB (67108864 bytes)",
             ));
         }
-        if matches!(self.admin_token.as_deref(), Some(t) if t.len() < 16) {
+        if matches!(&self.admin_token, Some(t) if t.expose().len() < 16) {
             return Err(SettingsError::invalid(
                 "admin_token",
                 "must be at least 16 characters",
@@ -516,6 +518,7 @@ impl Settings {
         }
         let archive = self
             .database_url
+            .expose()
             .strip_prefix("sqlite:")
             .filter(|rest| !rest.starts_with(":memory:"))
             .map(|rest| rest.trim_start_matches("//"))
@@ -531,7 +534,8 @@ impl Settings {
     /// The Redis URLs to connect through: one, or a cluster's seeds.
     pub fn redis_seeds(&self) -> Vec<&str> {
         self.redis_url
-            .as_deref()
+            .as_ref()
+            .map(|urls| urls.expose())
             .map(|urls| {
                 urls.split(',')
                     .map(str::trim)
@@ -554,17 +558,7 @@ impl Settings {
     }
 }
 
-/// A URL with its password replaced, for logs and `check-config`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use crate::secret::redact_url;
 
 #[cfg(test)]
 mod tests {

@@ -80,7 +80,7 @@ impl Pipeline {
             logo: load_logo(settings),
         };
         let transport = match &settings.smtp_url {
-            Some(url) => MailTransport::from_url(url)?,
+            Some(url) => MailTransport::from_url(url.expose())?,
             None => {
                 tracing::info!(dir = %settings.outbox_dir.display(), "no LEADCHAT_SMTP_URL: report mails are written as .eml files");
                 MailTransport::outbox(settings.outbox_dir.clone())
@@ -152,7 +152,7 @@ impl Application {
                 let redis = if settings.redis_cluster {
                     RedisStore::connect_cluster(&settings.redis_seeds(), keys.clone()).await?
                 } else {
-                    RedisStore::connect(url, keys.clone()).await?
+                    RedisStore::connect(url.expose(), keys.clone()).await?
                 };
                 let bus = FeedBus::new(redis.connection(), keys.feed());
                 let buffered = WriteBuffer::start(Arc::new(redis), settings.redis_write_buffer);
@@ -182,7 +182,7 @@ impl Application {
         }
         let responder: Arc<dyn Responder> = Arc::new(load_knowledge(&settings)?);
         let engine = Engine::new(load_scoring(&settings)?)?;
-        let archive = Archive::connect(&settings.database_url).await?;
+        let archive = Archive::connect(settings.database_url.expose()).await?;
         let pipeline = Pipeline::start(&settings, archive.clone(), Arc::clone(&store))?;
         let report = report.unwrap_or_else(|| pipeline.report.clone().recipient());
 

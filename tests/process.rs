@@ -101,6 +101,43 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_the_key() {
     assert!(stderr.contains("inactivity_timeout"), "{stderr}");
 }
 
+/// `check-config` shows every setting, but no secret: the token is `<set>`
+/// and every URL (the archive, SMTP, each Redis seed) has its password
+/// replaced.
+#[test]
+fn check_config_prints_no_secret() {
+    let out = Command::new(env!("CARGO_BIN_EXE_leadchat"))
+        .arg("check-config")
+        .env("LEADCHAT_ADMIN_TOKEN", "tok-SECRET1-0123456789")
+        .env(
+            "LEADCHAT_SMTP_URL",
+            "smtps://mailer:SECRET2@mail.example:465",
+        )
+        .env(
+            "LEADCHAT_DATABASE_URL",
+            "postgres://app:SECRET3@db.example/leads",
+        )
+        .env(
+            "LEADCHAT_REDIS_URL",
+            "redis://:SECRET4@r1.example:7000,redis://:SECRET5@r2.example:7001",
+        )
+        .env("LEADCHAT_REDIS_CLUSTER", "true")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("SECRET"), "{text}");
+    assert!(text.contains("admin_token = \"<set>\""), "{text}");
+    assert!(text.contains("mailer:***@mail.example"), "{text}");
+    assert!(text.contains("app:***@db.example"), "{text}");
+    assert_eq!(text.matches(":***@r").count(), 2, "{text}");
+}
+
 #[test]
 fn help_lists_every_subcommand() {
     let out = Command::new(env!("CARGO_BIN_EXE_leadchat"))

@@ -1,4 +1,4 @@
-//! The archive's one error type, and URL redaction.
+//! The archive's one error type.
 //!
 //! `Display` never carries SQL text or credentials: these messages end up in
 //! logs and in admin error frames, where a leaked password or query is a
@@ -84,22 +84,4 @@ impl From<sqlx::migrate::MigrateError> for ArchiveError {
     }
 }
 
-/// Returns `url` with any password replaced by `***`, safe for logs.
-///
-/// An unparseable URL is not echoed at all, since it might still hold a secret.
-pub fn redact_url(url: &str) -> String {
-    if url.starts_with("sqlite:") {
-        // SQLite URLs carry a path, never credentials.
-        return url.to_owned();
-    }
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                // set_password only fails for cannot-be-a-base URLs, which have no password
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => "<unparseable URL>".to_owned(),
-    }
-}
+pub use crate::secret::redact_url;

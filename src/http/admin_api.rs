@@ -44,7 +44,7 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
 }
 
 fn check_token(given: Option<&str>, state: &AppState) -> Result<(), ApiError> {
-    let Some(expected) = state.settings.admin_token.as_deref() else {
+    let Some(expected) = state.settings.admin_token.as_ref().map(|t| t.expose()) else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::AdminDisabled,

@@ -93,7 +93,7 @@ impl MailTransport {
     /// reaper when built (lettre would panic otherwise; we return an error).
     pub fn from_url(url: &str) -> Result<Self, MailError> {
         let invalid = |reason: &str| MailError::InvalidUrl {
-            url: crate::archive::redact_url(url),
+            url: crate::secret::redact_url(url),
             reason: reason.to_owned(),
         };
         let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;

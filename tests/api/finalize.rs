@@ -122,7 +122,7 @@ async fn check_one_report(app: &TestApp, settings_db: &str, id: &str, inbox: &sm
 
 fn full_settings(kind: StoreKind, smtp_port: u16) -> leadchat::settings::Settings {
     let mut s = test_settings(kind);
-    s.smtp_url = Some(format!("smtp://127.0.0.1:{smtp_port}"));
+    s.smtp_url = Some(format!("smtp://127.0.0.1:{smtp_port}").into());
     s.mail_to = "sales@example.com, boss@example.com".into();
     s.brand.name = "GreenCycle".into();
     s
@@ -134,7 +134,7 @@ async fn an_idle_session_produces_one_pdf_and_one_mail_within_two_seconds_of_its
         let (port, inbox) = smtp::start();
         let mut settings = full_settings(kind, port);
         settings.inactivity_timeout = HumanDuration(Duration::from_secs(1));
-        let db = settings.database_url.clone();
+        let db = settings.database_url.expose().to_owned();
         let app = spawn_full_app(settings).await;
         let id = chat_and_leave(&app).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
@@ -154,8 +154,9 @@ async fn the_archive_works_on_postgresql_too() {
     let (port, inbox) = smtp::start();
     let mut settings = full_settings(StoreKind::Redis, port);
     let schema = format!("test_{}", ulid::Ulid::new().to_string().to_lowercase());
-    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}");
-    let db = settings.database_url.clone();
+    settings.database_url =
+        format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}").into();
+    let db = settings.database_url.expose().to_owned();
     let app = spawn_full_app(settings).await;
     let id = chat_and_leave(&app).await;
     let (status, body) = app.end_session(json!({"session_id": id})).await;
@@ -186,7 +187,7 @@ async fn the_archive_works_on_postgresql_too() {
 async fn smtp_down_then_up_delivers_exactly_one_mail() {
     let port = smtp::free_port();
     let settings = full_settings(StoreKind::Memory, port);
-    let db = settings.database_url.clone();
+    let db = settings.database_url.expose().to_owned();
     let app = spawn_full_app(settings).await;
     let id = chat_and_leave(&app).await;
     let (status, body) = app.end_session(json!({"session_id": id})).await;
@@ -322,7 +323,7 @@ async fn a_send_slower_than_the_lease_is_accepted_once() {
     let mut settings = full_settings(StoreKind::Memory, port);
     settings.mail_lease = HumanDuration(Duration::from_millis(600));
     settings.mail_poll_interval = HumanDuration(Duration::from_millis(100));
-    let db = settings.database_url.clone();
+    let db = settings.database_url.expose().to_owned();
     let app = spawn_full_app(settings).await;
     let id = chat_and_leave(&app).await;
     app.end_session(json!({"session_id": id})).await;
@@ -386,7 +387,7 @@ async fn a_report_that_cannot_be_rendered_is_mailed_with_the_transcript_as_text(
     let template = tempfile::NamedTempFile::new().expect("template file");
     std::fs::write(template.path(), "#panic(\"this template is broken\")\n").expect("write");
     settings.report_template = Some(template.path().to_path_buf());
-    let db = settings.database_url.clone();
+    let db = settings.database_url.expose().to_owned();
     let app = spawn_full_app(settings).await;
     let id = chat_and_leave(&app).await;
     app.end_session(json!({"session_id": id})).await;
@@ -422,7 +423,7 @@ async fn a_report_whose_renders_took_the_process_down_is_not_rendered_again() {
     let (port, inbox) = smtp::start();
     let mut settings = full_settings(StoreKind::Memory, port);
     settings.mail_poll_interval = HumanDuration(Duration::from_millis(100));
-    let db = settings.database_url.clone();
+    let db = settings.database_url.expose().to_owned();
     // The first run: archived and held for its render, as the pipeline does
     // just before rendering — then the process "dies" three times there.
     let archive = Archive::connect(&db).await.expect("archive");

@@ -153,7 +153,7 @@ impl TestApp {
 /// archive, report and outbox folders (in `dir`).
 pub fn test_settings_in(kind: StoreKind, dir: &std::path::Path) -> Settings {
     let mut settings = Settings {
-        database_url: format!("sqlite://{}", dir.join("archive.db").display()),
+        database_url: format!("sqlite://{}", dir.join("archive.db").display()).into(),
         report_dir: dir.join("reports"),
         outbox_dir: dir.join("outbox"),
         listen: "127.0.0.1:0".into(),

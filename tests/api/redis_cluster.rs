@@ -17,7 +17,7 @@ async fn the_chat_flow_runs_on_a_redis_cluster() {
     let cluster = RedisCluster::start();
     let settings = |node: &str, prefix: &str| {
         let mut s = test_settings(StoreKind::Redis);
-        s.redis_url = Some(cluster.urls());
+        s.redis_url = Some(cluster.urls().into());
         s.redis_cluster = true;
         s.redis_prefix = prefix.to_owned();
         s.node_id = Some(node.to_owned());

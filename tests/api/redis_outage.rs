@@ -54,7 +54,7 @@ async fn chats_go_on_while_redis_is_down_and_every_write_reaches_it_afterwards()
     let redis_dir = tempfile::tempdir().expect("temp dir");
     let mut redis = RedisServer::start_aof(redis_dir.path());
     let mut settings = test_settings(StoreKind::Redis);
-    settings.redis_url = Some(redis.url());
+    settings.redis_url = Some(redis.url().into());
     settings.redis_write_buffer = 3;
     settings.admin_token = Some("outage-admin-token-123".into());
     let log_key = |id: &str| format!("{}session:{{{id}}}:log", settings.redis_prefix);
@@ -133,7 +133,7 @@ async fn a_session_is_not_finalized_before_its_held_writes_are_stored() {
     let redis_dir = tempfile::tempdir().expect("temp dir");
     let mut redis = RedisServer::start_aof(redis_dir.path());
     let mut settings = test_settings(StoreKind::Redis);
-    settings.redis_url = Some(redis.url());
+    settings.redis_url = Some(redis.url().into());
     settings.inactivity_timeout = leadchat::settings::HumanDuration(Duration::from_secs(1));
     let app = spawn_app_with(settings).await;
 
