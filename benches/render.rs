@@ -2,8 +2,8 @@
 //! iteration so Typst's caches cannot short-circuit) and cold start.
 //! Run: `cargo bench --bench render -- --warm-up-time 2 --measurement-time 5`
 
-#[path = "../tests/fixtures/mod.rs"]
-mod fixtures;
+#[path = "../tests/support/report_data.rs"]
+mod report_data;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use leadchat::report::{ReportRenderer, default_fonts_dir};
@@ -16,7 +16,7 @@ fn bench_render(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     salt += 1;
-                    fixtures::report(n, salt)
+                    report_data::report(n, salt)
                 },
                 |data| renderer.render(&data).expect("render"),
                 BatchSize::SmallInput,
@@ -31,7 +31,7 @@ fn bench_render(c: &mut Criterion) {
             // Clear Typst's global memo cache so this really is a cold start.
             comemo::evict(0);
             let r = ReportRenderer::new(None, &default_fonts_dir()).expect("renderer");
-            r.render(&fixtures::report(10, 0)).expect("render")
+            r.render(&report_data::report(10, 0)).expect("render")
         })
     });
     group.finish();

@@ -2,8 +2,8 @@
 //! `cargo run --release --example render_bound -- [words|token|short|indic|emoji|cjk]`
 //! under `/usr/bin/time -v` for the peak memory.
 
-#[path = "../tests/fixtures/mod.rs"]
-mod fixtures;
+#[path = "../tests/support/report_data.rs"]
+mod report_data;
 
 use leadchat::report::{ReportRenderer, default_fonts_dir};
 
@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // LEADCHAT_REPORT_TEMPLATE: try a variant of the template.
     let template = std::env::var_os("LEADCHAT_REPORT_TEMPLATE").map(std::path::PathBuf::from);
     let renderer = ReportRenderer::new(template.as_deref(), &default_fonts_dir())?;
-    let data = fixtures::bounded_report(&kind);
+    let data = report_data::bounded_report(&kind);
     let chars: usize = data.transcript.iter().map(|l| l.text.chars().count()).sum();
     let started = std::time::Instant::now();
     let pdf = renderer.render(&data)?;

@@ -5,15 +5,15 @@
 //! schema in the local server, dropped afterwards). A missing PostgreSQL fails
 //! the postgres tests: a skipped back end is an untested back end.
 
-#[path = "support/fixtures.rs"]
-mod fixtures;
+mod support;
 
 use std::time::Duration;
 
 use chrono::{Duration as Span, NaiveDate, Utc};
-use fixtures::{Cleanup, archive, archive_with, at, mail, session};
 use leadchat::archive::{Archive, ArchiveError, ArchiveOutcome, MailStatus, SessionQuery};
 use serde_json::json;
+use support::archive::{archive, archive_with, at, mail, session};
+use support::pg::Schema;
 
 on_both_backends!(
     round_trip_keeps_every_field,
@@ -530,10 +530,12 @@ async fn counts_per_day_and_priority(a: &Archive) {
 
 #[tokio::test]
 async fn schema_can_be_named_in_the_url_and_passwords_stay_hidden() {
-    let schema = format!("test_{:016x}", rand::random::<u64>());
-    let _cleanup = Cleanup::Schema(schema.clone());
+    let schema = Schema::new();
     // Trust auth ignores the password, so this connects.
-    let url = format!("postgres://postgres:hunter2@127.0.0.1:5432/test?schema={schema}");
+    let url = format!(
+        "postgres://postgres:hunter2@127.0.0.1:5432/test?schema={}",
+        schema.name
+    );
     let archive = Archive::connect(&url).await.expect("connect");
     archive_and_check(&archive).await;
     let debug = format!("{archive:?}");

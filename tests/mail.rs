@@ -1,96 +1,18 @@
 //! The report mail's contract, checked on what a real SMTP server receives.
 //!
-//! mailin-embedded runs in a thread on a free loopback port; the mail goes
+//! The test SMTP server (`support::smtp`) runs on a free loopback port; the mail goes
 //! through `MailTransport::Smtp` exactly as in production, and the test
 //! parses the bytes the server got.
 
-#[path = "support/mime.rs"]
-mod mime;
+mod support;
 
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use leadchat::mail::compose::{MailContext, compose_report_mail};
 use leadchat::mail::{MailTransport, SendError};
-use mailin_embedded::{Handler, Response, Server, response};
-use mime::Part;
-
-/// A mail as the server saw it.
-#[derive(Debug, Clone)]
-struct Received {
-    from: String,
-    to: Vec<String>,
-    data: String,
-}
-
-/// Collects every mail; optionally rejects recipients with a 5xx or 4xx.
-#[derive(Clone, Default)]
-struct Inbox {
-    mails: Arc<Mutex<Vec<Received>>>,
-    /// SMTP sessions opened (one per connection), to see the pool at work.
-    sessions: Arc<std::sync::atomic::AtomicUsize>,
-    reject_rcpt: Option<Response>,
-    from: String,
-    to: Vec<String>,
-    data: Vec<u8>,
-}
-
-impl Handler for Inbox {
-    fn helo(&mut self, _ip: std::net::IpAddr, _domain: &str) -> Response {
-        self.sessions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        response::OK
-    }
-
-    fn rcpt(&mut self, _to: &str) -> Response {
-        self.reject_rcpt.clone().unwrap_or(response::OK)
-    }
-
-    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
-        self.from = from.to_owned();
-        self.to = to.to_vec();
-        self.data.clear();
-        response::OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.data.extend_from_slice(buf);
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> Response {
-        let mail = Received {
-            from: std::mem::take(&mut self.from),
-            to: std::mem::take(&mut self.to),
-            data: String::from_utf8_lossy(&std::mem::take(&mut self.data)).into_owned(),
-        };
-        self.mails.lock().expect("inbox lock").push(mail);
-        response::OK
-    }
-}
-
-/// Starts an SMTP server on a free port; returns the port. The server thread
-/// lives until the test process ends.
-fn start_server(inbox: Inbox) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let mut server = Server::new(inbox);
-    // mailin serves one connection per thread, and lettre's pool keeps idle
-    // connections open and may briefly open more than `max_size` (a returned
-    // connection is recycled by a spawned task, so a quick next send opens a
-    // new one). 8 threads deadlocked the 8-in-flight test; 32 leave headroom.
-    server
-        .with_name("test.local")
-        .with_num_threads(32)
-        .with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        if let Err(e) = server.serve() {
-            eprintln!("test SMTP server stopped: {e}");
-        }
-    });
-    port
-}
+use mailin_embedded::response;
+use support::mime::Part;
+use support::smtp::{Inbox, Received, start_with as start_server};
 
 /// Bytes that are not valid UTF-8 and include every value, so a lossy
 /// encoding anywhere would show.
@@ -123,7 +45,7 @@ fn context(name: Option<&str>) -> MailContext {
 }
 
 fn received(inbox: &Inbox) -> Vec<Received> {
-    inbox.mails.lock().expect("inbox lock").clone()
+    inbox.received()
 }
 
 #[tokio::test]
@@ -224,10 +146,7 @@ async fn bad_addresses_are_errors_not_panics() {
 
 #[tokio::test]
 async fn a_5xx_reply_is_permanent() {
-    let inbox = Inbox {
-        reject_rcpt: Some(response::NO_MAILBOX),
-        ..Inbox::default()
-    };
+    let inbox = Inbox::refusing(response::NO_MAILBOX);
     let port = start_server(inbox.clone());
     let transport = MailTransport::from_url(&format!("smtp://127.0.0.1:{port}")).expect("url");
     let message = compose_report_mail(&context(None)).expect("compose");
@@ -238,10 +157,7 @@ async fn a_5xx_reply_is_permanent() {
 
 #[tokio::test]
 async fn a_4xx_reply_is_transient() {
-    let inbox = Inbox {
-        reject_rcpt: Some(response::OUT_OF_SPACE),
-        ..Inbox::default()
-    };
+    let inbox = Inbox::refusing(response::OUT_OF_SPACE);
     let port = start_server(inbox);
     let transport = MailTransport::from_url(&format!("smtp://127.0.0.1:{port}")).expect("url");
     let message = compose_report_mail(&context(None)).expect("compose");
@@ -251,10 +167,7 @@ async fn a_4xx_reply_is_transient() {
 
 #[tokio::test]
 async fn a_closed_port_is_transient() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    }; // dropped: nothing listens there now
+    let port = support::smtp::free_port(); // nothing listens there
     let transport = MailTransport::from_url(&format!("smtp://127.0.0.1:{port}")).expect("url");
     let message = compose_report_mail(&context(None)).expect("compose");
     let err = transport.send(&message).await.expect_err("refused");

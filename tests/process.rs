@@ -1,10 +1,7 @@
 //! The real binary as an operator runs it: start-up, settings errors, and a
 //! kill -9 in the middle of a chat.
 
-#[path = "support/nodes.rs"]
-mod nodes;
-#[path = "api/smtp.rs"]
-mod smtp;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
@@ -13,7 +10,8 @@ use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use nodes::*;
+use support::nodes::*;
+use support::smtp;
 
 #[tokio::test]
 async fn a_visitor_gets_the_history_back_after_kill_9_and_a_resend_is_not_logged_twice() {
@@ -238,7 +236,6 @@ async fn sessions_of_a_killed_node_are_finalized_once_by_another_node() {
     );
     assert_eq!(mails.len(), 20, "and none twice");
     drop(b);
-    shared.drop_schema().await;
 }
 
 #[tokio::test]
@@ -313,7 +310,6 @@ async fn a_thousand_sessions_timing_out_together_across_two_nodes_give_a_thousan
     );
     assert_eq!(mails.len(), 1000, "none twice");
     drop((a, b));
-    shared.drop_schema().await;
 }
 
 type Ws =

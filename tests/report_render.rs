@@ -2,12 +2,13 @@
 //! (`pdftotext`, `pdffonts`, `pdfinfo`). These tools are required; a missing
 //! tool fails the test with an install hint rather than skipping it.
 
-mod fixtures;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 
 use leadchat::report::{LogoImage, RenderError, ReportContact, ReportRenderer, default_fonts_dir};
+use support::report_data;
 
 fn renderer() -> ReportRenderer {
     ReportRenderer::new(None, &default_fonts_dir()).expect("renderer builds")
@@ -56,7 +57,7 @@ fn page_count(pdf: &[u8]) -> usize {
 
 #[test]
 fn full_report_contains_every_line_and_field() {
-    let data = fixtures::report(200, 7);
+    let data = report_data::report(200, 7);
     let pdf = renderer().render(&data).expect("render");
     assert!(pdf.starts_with(b"%PDF-"));
     let text = pdf_text(&pdf);
@@ -94,7 +95,7 @@ fn full_report_contains_every_line_and_field() {
 
     // Lines appear in transcript order.
     let mut pos = 0;
-    for line in data.transcript.iter().skip(fixtures::SPECIAL.len() + 1) {
+    for line in data.transcript.iter().skip(report_data::SPECIAL.len() + 1) {
         let at = text[pos..]
             .find(&squash(&line.text))
             .unwrap_or_else(|| panic!("line {} out of order", line.seq));
@@ -108,7 +109,9 @@ fn full_report_contains_every_line_and_field() {
 
 #[test]
 fn all_fonts_are_embedded_and_scripts_use_their_fonts() {
-    let pdf = renderer().render(&fixtures::report(20, 1)).expect("render");
+    let pdf = renderer()
+        .render(&report_data::report(20, 1))
+        .expect("render");
     let listing = poppler("pdffonts", &[], &pdf);
     let rows: Vec<&str> = listing
         .lines()
@@ -131,7 +134,7 @@ fn all_fonts_are_embedded_and_scripts_use_their_fonts() {
 
 #[test]
 fn special_characters_print_verbatim_in_contact_fields() {
-    let mut data = fixtures::report(4, 2);
+    let mut data = report_data::report(4, 2);
     data.contact.name = Some("#panic(\"x\") $ * _ [ ] \\ @ < // end".into());
     data.brand.name = "Brand #1 [beta] $".into();
     let text = pdf_text(&renderer().render(&data).expect("render"));
@@ -144,7 +147,7 @@ fn special_characters_print_verbatim_in_contact_fields() {
 
 #[test]
 fn missing_contact_fields_and_empty_sections_render() {
-    let mut data = fixtures::report(0, 3);
+    let mut data = report_data::report(0, 3);
     data.contact = ReportContact {
         name: None,
         email: Some("   ".into()),
@@ -173,7 +176,7 @@ fn broken_template_is_an_error_not_a_panic() {
     .expect("write");
     let r =
         ReportRenderer::new(Some(&path), &default_fonts_dir()).expect("template is read lazily");
-    match r.render(&fixtures::report(3, 4)) {
+    match r.render(&report_data::report(3, 4)) {
         Err(RenderError::Template(msg)) => assert!(msg.contains("line"), "no location in: {msg}"),
         other => panic!("expected a template error, got {other:?}"),
     }
@@ -181,7 +184,7 @@ fn broken_template_is_an_error_not_a_panic() {
     std::fs::write(&path, "#panic(\"boom\")").expect("write");
     let r = ReportRenderer::new(Some(&path), &default_fonts_dir()).expect("renderer");
     let err = r
-        .render(&fixtures::report(3, 4))
+        .render(&report_data::report(3, 4))
         .expect_err("panic template fails");
     assert!(err.to_string().contains("boom"), "{err}");
 }
@@ -207,7 +210,7 @@ fn constructor_errors() {
 #[test]
 fn logos_render_and_a_broken_logo_is_dropped() {
     let r = renderer();
-    let mut data = fixtures::report(3, 5);
+    let mut data = report_data::report(3, 5);
     let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10" fill="#f00"/></svg>"##;
     data.brand.logo = Some(LogoImage {
         bytes: svg.as_bytes().to_vec(),
@@ -231,7 +234,7 @@ fn renderer_is_shareable_across_threads() {
     let handles: Vec<_> = (0..2)
         .map(|i| {
             let r = r.clone();
-            std::thread::spawn(move || r.render(&fixtures::report(30, i)).expect("render"))
+            std::thread::spawn(move || r.render(&report_data::report(30, i)).expect("render"))
         })
         .collect();
     for h in handles {
@@ -252,7 +255,7 @@ fn render_bound_child() {
         return;
     };
     let pdf = renderer()
-        .render(&fixtures::bounded_report(&kind))
+        .render(&report_data::bounded_report(&kind))
         .expect("the largest report renders");
     assert!(pdf.len() > 100_000);
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");

@@ -2,12 +2,7 @@
 //! node's sessions are finalized once by the others, and a visitor who moves
 //! across all three ends with one transcript and one report.
 
-#[path = "support/nodes.rs"]
-mod nodes;
-#[path = "support/redis_server.rs"]
-mod redis_server;
-#[path = "api/smtp.rs"]
-mod smtp;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,7 +11,8 @@ use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use nodes::*;
+use support::nodes::*;
+use support::{redis_server, smtp};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -72,7 +68,6 @@ async fn three_nodes_on_a_redis_cluster_finalize_a_killed_nodes_sessions_once() 
     }
     assert_eq!(shared.inbox.received().len(), ids.len(), "no other mail");
     drop((b, c));
-    shared.drop_schema().await;
 }
 
 /// Connects to `addr` (resuming `id`), returns the socket and the session frame.
@@ -180,7 +175,6 @@ async fn a_visitor_moving_across_three_nodes_ends_with_one_transcript_and_one_re
         ]
     );
     drop(nodes);
-    shared.drop_schema().await;
 }
 
 /// Resends the question asked before the move (`q{n}`).

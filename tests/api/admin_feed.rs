@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 const TOKEN: &str = "feed-token-0123456789";
 

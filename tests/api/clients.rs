@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 const TOKEN: &str = "clients-admin-token-123";
 

@@ -5,7 +5,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 const SHOP: &str = "https://shop.example";
 

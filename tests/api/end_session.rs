@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 #[actix_web::test]
 async fn end_session_by_json_body_finalizes_and_tells_live_sockets() {

@@ -7,8 +7,8 @@ use leadchat::archive::{Archive, MailStatus};
 use leadchat::settings::HumanDuration;
 use serde_json::json;
 
-use crate::helpers::*;
-use crate::smtp;
+use crate::support::app::*;
+use crate::support::smtp;
 
 const TRICKY: &str = r#"#panic("x") $5 *bold* _u_ [link] \ @here <tag> // not a comment"#;
 const HINDI: &str = "मुझे 500 यूनिट का दाम चाहिए 🙏";
@@ -120,7 +120,7 @@ async fn check_one_report(app: &TestApp, settings_db: &str, id: &str, inbox: &sm
     assert_eq!(status, MailStatus::Sent, "{mail:?}");
 }
 
-fn full_settings(kind: StoreKind, smtp_port: u16) -> leadchat::settings::Settings {
+fn full_settings(kind: StoreKind, smtp_port: u16) -> TestSettings {
     let mut s = test_settings(kind);
     s.smtp_url = Some(format!("smtp://127.0.0.1:{smtp_port}").into());
     s.mail_to = "sales@example.com, boss@example.com".into();
@@ -153,9 +153,8 @@ async fn an_idle_session_produces_one_pdf_and_one_mail_within_two_seconds_of_its
 async fn the_archive_works_on_postgresql_too() {
     let (port, inbox) = smtp::start();
     let mut settings = full_settings(StoreKind::Redis, port);
-    let schema = format!("test_{}", ulid::Ulid::new().to_string().to_lowercase());
-    settings.database_url =
-        format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}").into();
+    let schema = crate::support::pg::Schema::new();
+    settings.database_url = schema.url().into();
     let db = settings.database_url.expose().to_owned();
     let app = spawn_full_app(settings).await;
     let id = chat_and_leave(&app).await;
@@ -173,14 +172,6 @@ async fn the_archive_works_on_postgresql_too() {
             .exists()
     );
     check_one_report(&app, &db, &id, &inbox).await;
-    let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
-        .await
-        .expect("pg");
-    let ddl = format!("DROP SCHEMA \"{schema}\" CASCADE");
-    sqlx::query(sqlx::AssertSqlSafe(ddl))
-        .execute(&pool)
-        .await
-        .expect("drop schema");
 }
 
 #[actix_web::test]
@@ -359,7 +350,7 @@ async fn outbox_row(db: &str, id: &str) -> leadchat::archive::OutboxMail {
 /// The `session_{ID}.txt` part of a received mail, decoded, and the text of
 /// the body, or a panic naming what is missing.
 fn transcript_attachment(raw: &str, id: &str) -> (String, String) {
-    let mail = crate::mime::Part::parse(raw);
+    let mail = crate::support::mime::Part::parse(raw);
     assert!(
         mail.find("application/pdf").is_none(),
         "no PDF could be rendered, yet one is attached"

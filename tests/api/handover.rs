@@ -8,7 +8,7 @@ use std::time::Duration;
 use leadchat::settings::HumanDuration;
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 #[actix_web::test]
 async fn a_session_moves_to_the_node_the_visitor_reconnects_to() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 #[actix_web::test]
 async fn frames_over_the_rate_are_refused_and_not_logged() {

@@ -7,16 +7,11 @@ mod cross_origin;
 mod end_session;
 mod finalize;
 mod handover;
-mod helpers;
 mod limits;
-#[allow(dead_code)] // shared with tests/mail.rs, which reads headers too
-#[path = "../support/mime.rs"]
-mod mime;
 mod redis_cluster;
 mod redis_outage;
-#[path = "../support/redis_server.rs"]
-mod redis_server;
 mod scoring_live;
-mod smtp;
 mod store_contract;
+#[path = "../support/mod.rs"]
+mod support;
 mod ws_protocol;

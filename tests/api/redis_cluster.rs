@@ -9,8 +9,8 @@ use leadchat::settings::HumanDuration;
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::helpers::*;
-use crate::redis_server::RedisCluster;
+use crate::support::app::*;
+use crate::support::redis_server::RedisCluster;
 
 #[actix_web::test]
 async fn the_chat_flow_runs_on_a_redis_cluster() {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::redis_server::RedisServer;
+use crate::support::app::*;
+use crate::support::redis_server::RedisServer;
 
 async fn ready(app: &TestApp) -> (u16, String) {
     let res = app.http.get(app.url("/ready")).send().await.expect("ready");

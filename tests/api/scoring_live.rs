@@ -6,7 +6,7 @@ use std::time::Duration;
 use leadchat::scoring::Priority;
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 async fn hot_lead_chat(app: &TestApp) -> String {
     let (mut ws, session) = app.connect(None).await;

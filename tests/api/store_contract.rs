@@ -13,7 +13,7 @@ use leadchat::store::{
     EmbeddedStore, LeadRecord, MemoryStore, RedisStore, SessionStore, SessionUpdate,
 };
 
-use crate::helpers::REDIS_URL;
+use crate::support::app::REDIS_URL;
 
 /// Every store, and the folder the embedded one lives in.
 async fn stores() -> (Vec<Arc<dyn SessionStore>>, tempfile::TempDir) {

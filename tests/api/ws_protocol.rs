@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::*;
+use crate::support::app::*;
 
 #[actix_web::test]
 async fn a_new_session_opens_with_the_bots_greeting() {

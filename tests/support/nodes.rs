@@ -1,9 +1,6 @@
 //! Real leadchat processes for multi-node tests: start one with settings
 //! from the environment, talk to it over WebSockets, and the fixture the
-//! nodes of one test share. Used by `process.rs` and `scale_out.rs`, which
-//! declare `mod smtp` beside this module.
-
-#![allow(dead_code)]
+//! nodes of one test share. Used by `process.rs` and `scale_out.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -13,9 +10,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::smtp;
+use super::pg::Schema;
+use super::smtp;
 
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub use super::REDIS_URL;
 
 pub struct Server {
     pub child: Child,
@@ -170,7 +168,8 @@ pub async fn chat_on(addr: &str, n: usize) -> String {
 /// a report folder.
 pub struct Shared {
     pub prefix: String,
-    pub schema: Option<String>,
+    /// Dropped with the fixture.
+    pub schema: Option<Schema>,
     pub db: String,
     pub smtp_url: String,
     pub reports: String,
@@ -184,10 +183,9 @@ pub struct Shared {
 impl Shared {
     pub fn new(postgres: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let schema =
-            postgres.then(|| format!("test_{}", ulid::Ulid::new().to_string().to_lowercase()));
+        let schema = postgres.then(Schema::new);
         let db = match &schema {
-            Some(schema) => format!("postgres://postgres@127.0.0.1:5432/test?schema={schema}"),
+            Some(schema) => schema.url(),
             None => format!("sqlite://{}/archive.db", dir.path().display()),
         };
         let (smtp_port, inbox) = smtp::start();
@@ -220,18 +218,6 @@ impl Shared {
         ];
         env.extend_from_slice(extra);
         env
-    }
-
-    pub async fn drop_schema(&self) {
-        let Some(schema) = &self.schema else { return };
-        let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
-            .await
-            .expect("pg");
-        let ddl = format!("DROP SCHEMA \"{schema}\" CASCADE");
-        sqlx::query(sqlx::AssertSqlSafe(ddl))
-            .execute(&pool)
-            .await
-            .expect("drop schema");
     }
 }
 

@@ -3,7 +3,8 @@
 //! three-node Redis Cluster. Each lives in its own temporary folder on free
 //! ports and is killed when dropped.
 
-#![allow(dead_code)]
+/// The machine's Redis, which every test shares under a key prefix of its own.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

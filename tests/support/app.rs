@@ -13,7 +13,7 @@ use leadchat::startup::Application;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub use super::REDIS_URL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
@@ -149,13 +149,49 @@ impl TestApp {
     }
 }
 
-/// Settings for one test: port 0, its own Redis key prefix, its own SQLite
-/// archive, report and outbox folders (in `dir`).
-pub fn test_settings_in(kind: StoreKind, dir: &std::path::Path) -> Settings {
+/// A test's settings and the temporary folder they point into (archive,
+/// reports, outbox, the embedded store); the app spawned from them keeps the
+/// folder. Derefs to [`Settings`], so a test changes what it needs in place.
+#[derive(Clone)]
+pub struct TestSettings {
+    pub settings: Settings,
+    pub dir: std::sync::Arc<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestSettings {
+    type Target = Settings;
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+impl std::ops::DerefMut for TestSettings {
+    fn deref_mut(&mut self) -> &mut Settings {
+        &mut self.settings
+    }
+}
+
+impl TestSettings {
+    /// The server with a collector in place of the report pipeline.
+    pub async fn spawn(self) -> TestApp {
+        spawn(self, true).await
+    }
+
+    /// The server with its real report pipeline (archive, PDF, mail).
+    pub async fn spawn_full(self) -> TestApp {
+        spawn(self, false).await
+    }
+}
+
+/// Settings for one test in a fresh temporary folder: port 0, its own Redis
+/// key prefix, its own SQLite archive, report and outbox folders.
+pub fn test_settings(kind: StoreKind) -> TestSettings {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path();
     let mut settings = Settings {
-        database_url: format!("sqlite://{}", dir.join("archive.db").display()).into(),
-        report_dir: dir.join("reports"),
-        outbox_dir: dir.join("outbox"),
+        database_url: format!("sqlite://{}", path.join("archive.db").display()).into(),
+        report_dir: path.join("reports"),
+        outbox_dir: path.join("outbox"),
         listen: "127.0.0.1:0".into(),
         workers: Some(1),
         redis_prefix: format!("test:{}:", ulid::Ulid::new()),
@@ -167,40 +203,28 @@ pub fn test_settings_in(kind: StoreKind, dir: &std::path::Path) -> Settings {
     // where a test sets them.
     settings.limits.sessions_per_client = 10_000;
     settings.limits.sockets_per_client = 10_000;
-    settings
-}
-
-thread_local! {
-    static DIR: std::cell::RefCell<Option<std::sync::Arc<tempfile::TempDir>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// `test_settings_in` a fresh temporary folder, kept alive by the app that
-/// `spawn_app_with` builds from these settings.
-pub fn test_settings(kind: StoreKind) -> Settings {
-    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
-    let settings = test_settings_in(kind, dir.path());
-    DIR.with(|d| *d.borrow_mut() = Some(dir));
-    settings
+    TestSettings {
+        settings,
+        dir: std::sync::Arc::new(dir),
+    }
 }
 
 pub async fn spawn_app(kind: StoreKind) -> TestApp {
-    spawn_app_with(test_settings(kind)).await
+    test_settings(kind).spawn().await
 }
 
-/// The server with a collector in place of the report pipeline.
-pub async fn spawn_app_with(settings: Settings) -> TestApp {
-    spawn(settings, true).await
+/// [`TestSettings::spawn`].
+pub async fn spawn_app_with(settings: TestSettings) -> TestApp {
+    settings.spawn().await
 }
 
-/// The server with its real report pipeline (archive, PDF, mail).
-pub async fn spawn_full_app(settings: Settings) -> TestApp {
-    spawn(settings, false).await
+/// [`TestSettings::spawn_full`].
+pub async fn spawn_full_app(settings: TestSettings) -> TestApp {
+    settings.spawn_full().await
 }
 
-async fn spawn(settings: Settings, collect: bool) -> TestApp {
-    let dir = DIR
-        .with(|d| d.borrow_mut().take())
-        .unwrap_or_else(|| std::sync::Arc::new(tempfile::tempdir().expect("temp dir")));
+async fn spawn(test: TestSettings, collect: bool) -> TestApp {
+    let TestSettings { settings, dir } = test;
     if std::env::var_os("TEST_LOG").is_some() {
         leadchat::telemetry::init_tracing();
     }

@@ -1,48 +1,21 @@
-//! Fixtures for the archive tests: a fresh archive per test on each back end,
+//! The archive tests' fixtures: a fresh archive per test on each back end,
 //! and sample sessions.
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use leadchat::archive::{Archive, ArchiveOutcome, ArchivedMessage, ArchivedSession, NewMail};
 use serde_json::json;
-use sqlx::Connection;
 
-pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+use super::pg::{PG_URL, Schema};
 
 pub struct TestArchive {
     pub archive: Archive,
     pub _cleanup: Cleanup,
 }
 
+/// What a test archive leaves behind, removed when dropped.
 pub enum Cleanup {
-    #[allow(dead_code)] // held only so the folder outlives the test
     Dir(tempfile::TempDir),
-    Schema(String),
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let Cleanup::Schema(schema) = self else {
-            return;
-        };
-        let schema = schema.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on;
-        // a private runtime on its own thread can.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime for cleanup");
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(PG_URL).await {
-                    let ddl = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(ddl))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
+    Schema(Schema),
 }
 
 pub async fn sqlite() -> TestArchive {
@@ -57,14 +30,13 @@ pub async fn sqlite() -> TestArchive {
 }
 
 pub async fn postgres() -> TestArchive {
-    let schema = format!("test_{:016x}", rand::random::<u64>());
-    let cleanup = Cleanup::Schema(schema.clone());
-    let archive = Archive::connect_with_schema(PG_URL, &schema)
+    let schema = Schema::new();
+    let archive = Archive::connect_with_schema(PG_URL, &schema.name)
         .await
         .expect("PostgreSQL must be running at 127.0.0.1:5432 (database `test`)");
     TestArchive {
         archive,
-        _cleanup: cleanup,
+        _cleanup: Cleanup::Schema(schema),
     }
 }
 
@@ -74,12 +46,12 @@ macro_rules! on_both_backends {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let t = $crate::fixtures::sqlite().await;
+                let t = $crate::support::archive::sqlite().await;
                 super::$name(&t.archive).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let t = $crate::fixtures::postgres().await;
+                let t = $crate::support::archive::postgres().await;
                 super::$name(&t.archive).await;
             }
         }
