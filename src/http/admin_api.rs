@@ -1,15 +1,13 @@
 //! The admin REST API (PROTOCOL §3): archived sessions with filters, one
-//! session with its transcript and mail status, its PDF. Bearer token only
-//! (a token in a URL ends up in logs and histories; only the admin
-//! WebSocket, which browsers cannot give headers, takes `?token=`);
-//! compared in constant time and never logged.
+//! session with its transcript and mail status, its PDF. Every handler takes
+//! the [`Admin`] extractor first: who may call is decided in `auth`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
+use super::auth::Admin;
 use super::{ApiError, AppState};
 use crate::admin::bus::RemoteEnd;
 use crate::admin::{ListLive, SessionView};
@@ -17,56 +15,6 @@ use crate::archive::{MailStatus, SessionQuery};
 use crate::domain::{EndReason, SessionId};
 use crate::session::{EndOutcome, EndSession, GetTranscript, Lookup};
 use crate::wire::ErrorCode;
-
-/// `Ok` when the request carries the admin token in its `Authorization`
-/// header.
-pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    check_token(bearer(req), state)
-}
-
-/// As `authorize`, also taking `?token=`: for `/admin/ws` only.
-pub fn authorize_socket(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let from_query = web::Query::<TokenQuery>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.into_inner().token);
-    check_token(
-        bearer(req).map(str::to_owned).or(from_query).as_deref(),
-        state,
-    )
-}
-
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    req.headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-}
-
-fn check_token(given: Option<&str>, state: &AppState) -> Result<(), ApiError> {
-    let Some(expected) = state.settings.admin_token.as_ref().map(|t| t.expose()) else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::AdminDisabled,
-            "the admin API is disabled: set LEADCHAT_ADMIN_TOKEN",
-        ));
-    };
-    let given = given.unwrap_or_default();
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "missing or wrong admin token",
-        ))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
 
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
@@ -100,11 +48,10 @@ fn parse_time(key: &str, raw: &str, end_of_day: bool) -> Result<DateTime<Utc>, A
 
 /// `GET /api/sessions`: archived sessions, newest first, filtered and paged.
 pub async fn list_sessions(
-    req: HttpRequest,
+    _: Admin,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let q = query.into_inner();
     if q.state.as_deref() == Some("live") {
         return list_live(&state, &q).await;
@@ -195,11 +142,10 @@ pub struct DaysQuery {
 /// `GET /api/stats/daily?days=14`: archived sessions per finalization day
 /// and priority, oldest first, every day present.
 pub async fn daily_stats(
-    req: HttpRequest,
+    _: Admin,
     query: web::Query<DaysQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let days = query.days.unwrap_or(14).clamp(1, 366);
     let today = Utc::now().date_naive();
     let first = today - chrono::Days::new(u64::from(days - 1));
@@ -231,11 +177,11 @@ pub async fn daily_stats(
 /// `POST /api/sessions/{id}/end`: a salesperson ends a live session; it is
 /// finalized as usual, with reason `admin`.
 pub async fn end_session(
-    req: HttpRequest,
+    _: Admin,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = admin_session_id(&req, &state, &path)?;
+    let id = session_id(&path)?;
     let outcome = match state.registry.get(id) {
         Some(addr) => end_here(&addr).await,
         None => end_anywhere(&state, id).await?,
@@ -293,11 +239,11 @@ async fn end_anywhere(state: &AppState, id: SessionId) -> Result<EndOutcome, Api
 /// `GET /api/sessions/{id}`: one session with its transcript and signals —
 /// live from its actor, else from the archive with its mail status.
 pub async fn get_session(
-    req: HttpRequest,
+    _: Admin,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = admin_session_id(&req, &state, &path)?;
+    let id = session_id(&path)?;
     // Live on any node: the feed holds its view; the transcript comes from
     // its actor here, or from the store, where the owner wrote every line
     // it acknowledged.
@@ -346,11 +292,11 @@ pub async fn get_session(
 
 /// `GET /api/sessions/{id}/report.pdf`: the archived report.
 pub async fn report_pdf(
-    req: HttpRequest,
+    _: Admin,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = admin_session_id(&req, &state, &path)?;
+    let id = session_id(&path)?;
     let detail = archived(&state, id).await?;
     let path = detail.session.report_path.ok_or_else(|| {
         ApiError::not_found("the report of this session has not been rendered yet")
@@ -368,9 +314,8 @@ pub async fn report_pdf(
         .body(bytes))
 }
 
-/// The admin token, then the session id of the path.
-fn admin_session_id(req: &HttpRequest, state: &AppState, raw: &str) -> Result<SessionId, ApiError> {
-    authorize(req, state)?;
+/// The session id of the path.
+fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).ok_or_else(|| ApiError::not_found("no such session"))
 }
 

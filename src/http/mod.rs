@@ -5,6 +5,7 @@ mod admin_api;
 mod admin_assets;
 mod admin_socket;
 mod admission;
+pub mod auth;
 mod client_limits;
 mod cross_origin;
 mod error;
@@ -211,11 +212,11 @@ impl actix::Handler<GuardEvents> for visitor_socket::VisitorSocket {
 
 /// `GET /admin/ws`: the token is checked before the upgrade (401 otherwise).
 async fn admin_ws(
+    _: auth::AdminSocket,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    admin_api::authorize_socket(&req, &state)?;
     let id = state.registry.next_conn_id();
     let actor = admin_socket::AdminSocket::new(
         id,

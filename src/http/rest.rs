@@ -175,7 +175,7 @@ pub async fn metrics(
         ));
     }
     if !on_own_address {
-        super::admin_api::authorize(&req, &state)?;
+        super::auth::admin(&req)?;
     }
     metrics::gauge!(crate::telemetry::names::LIVE_SESSIONS_INDEXED)
         .set(state.registry.live_count() as f64);
