@@ -7,6 +7,7 @@ pub mod bot;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod outbound;
 pub mod report;
 pub mod scoring;
 pub mod secret;

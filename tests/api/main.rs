@@ -8,6 +8,7 @@ mod end_session;
 mod finalize;
 mod handover;
 mod limits;
+mod outbound;
 mod redis_cluster;
 mod redis_outage;
 mod scoring_live;

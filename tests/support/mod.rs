@@ -11,6 +11,8 @@
 //! - [`pg`]: the local PostgreSQL and a schema of a test's own;
 //! - [`redis_server`]: the local Redis, and `redis-server` processes a test
 //!   starts for itself (AOF restarts, a cluster);
+//! - [`stand_in`]: a local HTTP server standing in for a third-party API,
+//!   recording requests and answering from a script;
 //! - [`archive`]: a fresh archive on each back end, and sample sessions;
 //! - [`report_data`]: report data (also used by the benchmarks and examples).
 
@@ -24,5 +26,6 @@ pub mod pg;
 pub mod redis_server;
 pub mod report_data;
 pub mod smtp;
+pub mod stand_in;
 
 pub use redis_server::REDIS_URL;
