@@ -9,7 +9,8 @@ Prints one line per probe with the server's RSS before and after:
   sessions  20 fresh sessions from one address, 20 messages each at once
   feed      (finding 1) two chats, then an admin: is each in the snapshot?
             then the time from each visitor event to its admin frame
-            (LEADCHAT_ADMIN_TOKEN in the environment, or PERF_ADMIN_TOKEN)
+            (LEADCHAT_ADMIN_TOKEN in the environment, or PERF_ADMIN_TOKEN;
+            FEED_ADMIN=HOST:PORT puts the admin on another node)
 The server must allow 300 messages per 10 s for the resume probe
 (LEADCHAT_LIMITS__RATE=1000/1s, as scripts/perf/lib.sh sets) and keep its
 per-client limits at their defaults for the sessions probe.
@@ -211,7 +212,7 @@ def feed(addr, pid):
 
     early = [visitor(n) for n in range(2)]
     t0 = time.monotonic()
-    a, status, abuf = connect(addr, "/admin/ws", headers=auth)
+    a, status, abuf = connect(os.environ.get("FEED_ADMIN", addr), "/admin/ws", headers=auth)
     if status != 101:
         print(f"feed: /admin/ws answered {status}")
         return

@@ -84,7 +84,10 @@ describe('dashboard on the real admin feed', () => {
       await page.locator('#tab-archive').click();
       const archived = page.locator(`#archive-body tr[data-id="${guest.id}"]`);
       await archived.waitFor({ timeout: 10000 });
-      assert.equal(await archived.getAttribute('data-priority'), last);
+      // The score may climb again after the climb seen above (the bot's
+      // answer to the demo request is scored too): archived is the final one.
+      const archivedPriority = await archived.getAttribute('data-priority');
+      assert.ok(RANK[archivedPriority] >= RANK[last], `archived as ${archivedPriority}, live reached ${last}`);
       await archived.getByText('visitor').waitFor();
 
       // The filters reach the API: a search that misses, then one that hits.
@@ -93,7 +96,7 @@ describe('dashboard on the real admin feed', () => {
       await page.getByText('No archived session matches these filters.').waitFor();
       await page.getByLabel('Search name, e-mail, organization').fill('Mehta');
       await archived.waitFor();
-      await page.locator('#f-priority').selectOption(last);
+      await page.locator('#f-priority').selectOption(archivedPriority);
       await archived.waitFor();
       await page.locator('#f-status').selectOption('inactivity');
       await archived.waitFor({ state: 'detached' });
