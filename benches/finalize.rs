@@ -18,20 +18,28 @@ fn session(id: &str) -> ArchivedSession {
         phone: Some("+91 98765 43210".into()),
         organization: Some("Acme Plastics".into()),
         lead_score: 72,
-        priority: "high".into(),
+        priority: leadchat::scoring::Priority::High,
         engagement_score: 7,
         total_queries: 100,
-        signals: serde_json::json!([{"name":"pricing","points":10,"evidence":"pricing"}]),
+        signals: vec![leadchat::scoring::Signal {
+            name: "pricing".into(),
+            points: 10,
+            evidence: "pricing".into(),
+        }],
         first_interaction: now,
         last_interaction: now,
         finalized_at: now,
-        end_reason: "inactivity".into(),
+        end_reason: leadchat::domain::EndReason::Inactivity,
         node: "bench".into(),
         report_path: None,
         messages: (0..200)
             .map(|i| ArchivedMessage {
                 seq: i + 1,
-                role: if i % 2 == 0 { "user".into() } else { "bot".into() },
+                role: if i % 2 == 0 {
+                    leadchat::domain::Role::User
+                } else {
+                    leadchat::domain::Role::Bot
+                },
                 text: format!("Message {i}: what does EPR registration cost for 500 tonnes of packaging? 🙂 मूल्य"),
                 at: now,
             })

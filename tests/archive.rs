@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use chrono::{Duration as Span, NaiveDate, Utc};
 use leadchat::archive::{Archive, ArchiveError, ArchiveOutcome, MailStatus, SessionQuery};
-use serde_json::json;
-use support::archive::{archive, archive_with, at, mail, session};
+use leadchat::domain::EndReason;
+use leadchat::scoring::Priority;
+use support::archive::{archive, archive_with, at, mail, session, signal};
 use support::pg::Schema;
 
 on_both_backends!(
@@ -62,7 +63,7 @@ async fn unicode_text_round_trips(a: &Archive) {
     let mut s = session("s-ü-😀", at(6, 9, 1));
     s.name = Some("Zoë Ñandú 😀".to_owned());
     s.organization = Some("नमस्ते प्राइवेट लिमिटेड".to_owned());
-    s.signals = json!([{"name": "語", "points": 1, "evidence": "“quoted” 'single' \\ back"}]);
+    s.signals = vec![signal("語", 1, "“quoted” 'single' \\ back")];
     s.messages[0].text = "नमस्ते! 你好 👋🏽\n'; DROP TABLE sessions; --".to_owned();
     archive(a, &s).await;
     let got = a
@@ -380,16 +381,15 @@ async fn render_attempts_are_counted_before_each_render(a: &Archive) {
 }
 
 async fn list_filters_and_pages(a: &Archive) {
-    let priorities = ["high", "medium", "low"];
+    let priorities = [Priority::High, Priority::Medium, Priority::Low];
     for i in 0..25u32 {
         let mut s = session(&format!("l-{i:02}"), at(1 + i % 10, i % 24, 0));
-        s.priority = priorities[i as usize % 3].to_owned();
+        s.priority = priorities[i as usize % 3];
         s.end_reason = if i % 2 == 0 {
-            "inactivity"
+            EndReason::Inactivity
         } else {
-            "visitor_left"
-        }
-        .to_owned();
+            EndReason::Visitor
+        };
         s.name = Some(format!("Visitor {i}"));
         if i == 7 {
             s.name = Some("ZOË Ünal".to_owned());
@@ -425,10 +425,10 @@ async fn list_filters_and_pages(a: &Archive) {
     })
     .await;
     assert_eq!(high.total, 9);
-    assert!(high.items.iter().all(|s| s.priority == "high"));
+    assert!(high.items.iter().all(|s| s.priority == Priority::High));
 
     let left = all(SessionQuery {
-        end_reason: Some("visitor_left".into()),
+        end_reason: Some("visitor".into()),
         ..Default::default()
     })
     .await;
@@ -504,7 +504,7 @@ async fn counts_per_day_and_priority(a: &Archive) {
     ];
     for (i, (day, priority)) in cases.iter().enumerate() {
         let mut s = session(&format!("d-{i}"), at(*day, 23, 999_999));
-        s.priority = (*priority).to_owned();
+        s.priority = priority.parse().expect("a priority");
         archive(a, &s).await;
     }
     let counts = a

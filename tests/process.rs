@@ -652,14 +652,17 @@ async fn without_redis_a_session_that_timed_out_while_the_node_was_down_is_final
         .await
         .expect("read")
         .expect("an archive row");
-    assert_eq!(detail.session.end_reason, "inactivity");
+    assert_eq!(
+        detail.session.end_reason,
+        leadchat::domain::EndReason::Inactivity
+    );
     assert_eq!(detail.session.email.as_deref(), Some("kim@firm.example"));
     assert_eq!(
         detail
             .session
             .messages
             .iter()
-            .filter(|m| m.role == "user")
+            .filter(|m| m.role == leadchat::domain::Role::User)
             .count(),
         3,
         "every acknowledged message is in the report"

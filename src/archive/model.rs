@@ -6,6 +6,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{EndReason, Role};
+use crate::scoring::{Priority, Signal};
+
 /// A finalized chat session as it is kept for the sales team.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArchivedSession {
@@ -15,15 +18,15 @@ pub struct ArchivedSession {
     pub phone: Option<String>,
     pub organization: Option<String>,
     pub lead_score: i32,
-    pub priority: String,
+    pub priority: Priority,
     pub engagement_score: i32,
     pub total_queries: i32,
-    /// JSON array of `{name, points, evidence}` objects from the scoring engine.
-    pub signals: serde_json::Value,
+    /// What the score was made of (kept as a JSON array).
+    pub signals: Vec<Signal>,
     pub first_interaction: DateTime<Utc>,
     pub last_interaction: DateTime<Utc>,
     pub finalized_at: DateTime<Utc>,
-    pub end_reason: String,
+    pub end_reason: EndReason,
     /// The node that finalized the session (useful when several share one database).
     pub node: String,
     pub report_path: Option<String>,
@@ -34,8 +37,7 @@ pub struct ArchivedSession {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchivedMessage {
     pub seq: i64,
-    /// `"user"` or `"bot"`.
-    pub role: String,
+    pub role: Role,
     pub text: String,
     pub at: DateTime<Utc>,
 }
@@ -160,10 +162,10 @@ pub struct SessionSummary {
     pub email: Option<String>,
     pub organization: Option<String>,
     pub lead_score: i32,
-    pub priority: String,
+    pub priority: Priority,
     pub total_queries: i32,
     pub finalized_at: DateTime<Utc>,
-    pub end_reason: String,
+    pub end_reason: EndReason,
     pub mail_status: Option<MailStatus>,
 }
 

@@ -9,6 +9,8 @@ use sqlx::types::Json;
 
 use super::error::ArchiveError;
 use super::model::{ArchivedMessage, ArchivedSession, MailStatus, OutboxMail, SessionSummary};
+use crate::domain::{EndReason, Role};
+use crate::scoring::{Priority, Signal};
 
 /// PostgreSQL keeps microseconds; truncating first makes a round trip exact.
 pub(crate) fn pg_ts(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -100,6 +102,15 @@ impl TryFrom<OutboxRow> for OutboxMail {
     }
 }
 
+fn parse_priority(s: &str) -> Result<Priority, ArchiveError> {
+    s.parse()
+        .map_err(|_| ArchiveError::Corrupt(format!("priority {s:?}")))
+}
+
+fn parse_reason(s: &str) -> Result<EndReason, ArchiveError> {
+    EndReason::parse(s).ok_or_else(|| ArchiveError::Corrupt(format!("end reason {s:?}")))
+}
+
 pub(crate) fn parse_status(s: &str) -> Result<MailStatus, ArchiveError> {
     MailStatus::parse(s).ok_or_else(|| ArchiveError::Corrupt(format!("mail status {s:?}")))
 }
@@ -119,7 +130,7 @@ pub(crate) struct SessionRow {
     priority: String,
     engagement_score: i32,
     total_queries: i32,
-    signals: Json<serde_json::Value>,
+    signals: Json<Vec<Signal>>,
     first_interaction: DateTime<Utc>,
     last_interaction: DateTime<Utc>,
     finalized_at: DateTime<Utc>,
@@ -129,26 +140,34 @@ pub(crate) struct SessionRow {
 }
 
 impl SessionRow {
-    pub(crate) fn with_messages(self, messages: Vec<MessageRow>) -> ArchivedSession {
-        ArchivedSession {
+    /// The session with its transcript; a value no leadchat writes (an
+    /// unknown priority, reason or role) is `Corrupt`, not a default.
+    pub(crate) fn with_messages(
+        self,
+        messages: Vec<MessageRow>,
+    ) -> Result<ArchivedSession, ArchiveError> {
+        Ok(ArchivedSession {
             session_id: self.session_id,
             name: self.name,
             email: self.email,
             phone: self.phone,
             organization: self.organization,
             lead_score: self.lead_score,
-            priority: self.priority,
+            priority: parse_priority(&self.priority)?,
             engagement_score: self.engagement_score,
             total_queries: self.total_queries,
             signals: self.signals.0,
             first_interaction: self.first_interaction,
             last_interaction: self.last_interaction,
             finalized_at: self.finalized_at,
-            end_reason: self.end_reason,
+            end_reason: parse_reason(&self.end_reason)?,
             node: self.node,
             report_path: self.report_path,
-            messages: messages.into_iter().map(ArchivedMessage::from).collect(),
-        }
+            messages: messages
+                .into_iter()
+                .map(ArchivedMessage::try_from)
+                .collect::<Result<_, _>>()?,
+        })
     }
 }
 
@@ -160,14 +179,17 @@ pub(crate) struct MessageRow {
     at: DateTime<Utc>,
 }
 
-impl From<MessageRow> for ArchivedMessage {
-    fn from(r: MessageRow) -> Self {
-        ArchivedMessage {
+impl TryFrom<MessageRow> for ArchivedMessage {
+    type Error = ArchiveError;
+
+    fn try_from(r: MessageRow) -> Result<Self, ArchiveError> {
+        Ok(ArchivedMessage {
             seq: r.seq,
-            role: r.role,
+            role: Role::parse(&r.role)
+                .ok_or_else(|| ArchiveError::Corrupt(format!("role {:?}", r.role)))?,
             text: r.text,
             at: r.at,
-        }
+        })
     }
 }
 
@@ -196,10 +218,79 @@ impl TryFrom<SummaryRow> for SessionSummary {
             email: r.email,
             organization: r.organization,
             lead_score: r.lead_score,
-            priority: r.priority,
+            priority: parse_priority(&r.priority)?,
             total_queries: r.total_queries,
             finalized_at: r.finalized_at,
-            end_reason: r.end_reason,
+            end_reason: parse_reason(&r.end_reason)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(priority: &str, end_reason: &str) -> SessionRow {
+        let now = Utc::now();
+        SessionRow {
+            session_id: "s".into(),
+            name: None,
+            email: None,
+            phone: None,
+            organization: None,
+            lead_score: 10,
+            priority: priority.into(),
+            engagement_score: 1,
+            total_queries: 1,
+            signals: Json(vec![Signal {
+                name: "pricing".into(),
+                points: 10,
+                evidence: "price".into(),
+            }]),
+            first_interaction: now,
+            last_interaction: now,
+            finalized_at: now,
+            end_reason: end_reason.into(),
+            node: "n".into(),
+            report_path: None,
+        }
+    }
+
+    fn line(role: &str) -> MessageRow {
+        MessageRow {
+            seq: 1,
+            role: role.into(),
+            text: "hi".into(),
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn rows_decode_into_typed_values() {
+        let s = row("high", "visitor")
+            .with_messages(vec![line("user"), line("bot")])
+            .expect("valid");
+        assert_eq!(s.priority, Priority::High);
+        assert_eq!(s.end_reason, EndReason::Visitor);
+        assert_eq!(s.signals[0].points, 10);
+        assert_eq!(
+            s.messages.iter().map(|m| m.role).collect::<Vec<_>>(),
+            [Role::User, Role::Bot]
+        );
+    }
+
+    #[test]
+    fn a_value_no_leadchat_writes_is_corrupt_not_a_default() {
+        for (priority, reason, role) in [
+            ("urgent", "visitor", "user"),
+            ("high", "visitor_left", "user"),
+            ("high", "visitor", "agent?"),
+        ] {
+            let got = row(priority, reason).with_messages(vec![line(role)]);
+            assert!(
+                matches!(got, Err(ArchiveError::Corrupt(_))),
+                "{priority}/{reason}/{role}: {got:?}"
+            );
+        }
     }
 }

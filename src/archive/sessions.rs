@@ -102,14 +102,14 @@ impl Archive {
             .bind(&session.phone)
             .bind(&session.organization)
             .bind(session.lead_score)
-            .bind(&session.priority)
+            .bind(session.priority.as_str())
             .bind(session.engagement_score)
             .bind(session.total_queries)
             .bind(Json(&session.signals))
             .bind(ts(session.first_interaction))
             .bind(ts(session.last_interaction))
             .bind(ts(session.finalized_at))
-            .bind(&session.end_reason)
+            .bind(session.end_reason.as_str())
             .bind(&session.node)
             .bind(&session.report_path)
             .bind(&search)
@@ -127,7 +127,7 @@ impl Archive {
                 qb.push_values(chunk, |mut row, m| {
                     row.push_bind(&session.session_id)
                         .push_bind(m.seq)
-                        .push_bind(&m.role)
+                        .push_bind(m.role.as_str())
                         .push_bind(&m.text)
                         .push_bind(ts(m.at));
                 });
@@ -208,7 +208,7 @@ impl Archive {
             .await?;
             tx.commit().await?;
             Ok(Some(SessionDetail {
-                session: row.with_messages(messages),
+                session: row.with_messages(messages)?,
                 mail: mail.map(TryInto::try_into).transpose()?,
             }))
         })

@@ -18,6 +18,12 @@ impl SessionId {
         Self(Ulid::new())
     }
 
+    /// `session_{ID}.pdf`, the report's file name (PROTOCOL §3, §6); the
+    /// one place it is spelled.
+    pub fn report_file_name(&self) -> String {
+        format!("session_{self}.pdf")
+    }
+
     /// Parses a visitor-supplied id; `None` for anything malformed.
     pub fn parse(raw: &str) -> Option<Self> {
         Ulid::from_str(raw.trim()).ok().map(Self)

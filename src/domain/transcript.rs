@@ -11,6 +11,13 @@ pub enum Role {
 }
 
 impl Role {
+    /// `"user"` or `"bot"`, as `as_str` writes them.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Role::User, Role::Bot]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
@@ -55,6 +62,13 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    pub const ALL: [EndReason; 3] = [EndReason::Inactivity, EndReason::Visitor, EndReason::Admin];
+
+    /// The name `as_str` writes.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Inactivity => "inactivity",

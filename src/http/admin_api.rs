@@ -309,7 +309,7 @@ pub async fn report_pdf(
         .content_type("application/pdf")
         .insert_header((
             "Content-Disposition",
-            format!("inline; filename=\"session_{id}.pdf\""),
+            format!("inline; filename=\"{}\"", id.report_file_name()),
         ))
         .body(bytes))
 }

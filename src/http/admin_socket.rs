@@ -102,11 +102,7 @@ impl AdminSocket {
                 .into_iter()
                 .map(|m| TranscriptEntry {
                     seq: u64::try_from(m.seq).unwrap_or(0),
-                    role: if m.role == "user" {
-                        Role::User
-                    } else {
-                        Role::Bot
-                    },
+                    role: m.role,
                     text: m.text,
                     at: m.at,
                     client_msg_id: None,

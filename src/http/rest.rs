@@ -94,7 +94,7 @@ pub async fn end_session(
 }
 
 fn answer(id: SessionId, outcome: EndOutcome, rendered: bool) -> Result<HttpResponse, ApiError> {
-    let report = format!("session_{id}.pdf");
+    let report = id.report_file_name();
     match outcome {
         EndOutcome::Finalized if rendered => Ok(HttpResponse::Ok().json(serde_json::json!({
             "status": "success",

@@ -240,7 +240,7 @@ async fn render_again(
         Ok(pdf) => {
             let path = deps
                 .report_dir
-                .join(format!("session_{}.pdf", session.session_id));
+                .join(super::compose::attachment_name(&session.session_id));
             if crate::report::write_atomically(&path, &pdf).await.is_ok() {
                 let _ = deps
                     .archive

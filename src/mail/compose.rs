@@ -89,7 +89,8 @@ pub fn message_id_for(session_id: &str, domain: &str) -> String {
     format!("<session-{}@{domain}>", safe_session_id(session_id))
 }
 
-/// `session_{ID}.pdf`.
+/// `session_{ID}.pdf` for an id read back from the archive (made safe for a
+/// file name; the same as `SessionId::report_file_name` for a valid id).
 pub fn attachment_name(session_id: &str) -> String {
     format!("session_{}.pdf", safe_session_id(session_id))
 }

@@ -16,14 +16,14 @@ pub fn to_archived(s: &FinalizedSession) -> ArchivedSession {
         phone: s.contact.phone().map(str::to_owned),
         organization: s.contact.organization().map(str::to_owned),
         lead_score: s.lead.lead_score,
-        priority: s.lead.priority.as_str().to_owned(),
+        priority: s.lead.priority,
         engagement_score: i32::from(s.lead.engagement_score),
         total_queries: i32::try_from(s.total_queries).unwrap_or(i32::MAX),
-        signals: serde_json::to_value(&s.lead.signals).unwrap_or_default(),
+        signals: s.lead.signals.clone(),
         first_interaction: s.first_interaction,
         last_interaction: s.last_interaction,
         finalized_at: s.finalized_at,
-        end_reason: s.reason.as_str().to_owned(),
+        end_reason: s.reason,
         node: s.node.clone(),
         report_path: None,
         messages: s
@@ -31,7 +31,7 @@ pub fn to_archived(s: &FinalizedSession) -> ArchivedSession {
             .iter()
             .map(|e| ArchivedMessage {
                 seq: i64::try_from(e.seq).unwrap_or(i64::MAX),
-                role: e.role.as_str().to_owned(),
+                role: e.role,
                 text: e.text.clone(),
                 at: e.at,
             })
@@ -42,20 +42,13 @@ pub fn to_archived(s: &FinalizedSession) -> ArchivedSession {
 pub fn report_data(s: &ArchivedSession, brand: &Brand) -> ReportData {
     let signals: Vec<ReportSignal> = s
         .signals
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|v| ReportSignal {
-                    name: v["name"].as_str().unwrap_or_default().to_owned(),
-                    points: v["points"]
-                        .as_i64()
-                        .and_then(|p| i32::try_from(p).ok())
-                        .unwrap_or(0),
-                    evidence: v["evidence"].as_str().unwrap_or_default().to_owned(),
-                })
-                .collect()
+        .iter()
+        .map(|v| ReportSignal {
+            name: v.name.clone(),
+            points: v.points,
+            evidence: v.evidence.clone(),
         })
-        .unwrap_or_default();
+        .collect();
     ReportData {
         brand: brand.clone(),
         session_id: s.session_id.clone(),
@@ -68,7 +61,7 @@ pub fn report_data(s: &ArchivedSession, brand: &Brand) -> ReportData {
             organization: s.organization.clone(),
         },
         lead: ReportLead {
-            priority: s.priority.clone(),
+            priority: s.priority.as_str().to_owned(),
             lead_score: s.lead_score,
             engagement_score: u8::try_from(s.engagement_score.clamp(0, 10)).unwrap_or(0),
             total_queries: u32::try_from(s.total_queries).unwrap_or(0),
@@ -76,13 +69,13 @@ pub fn report_data(s: &ArchivedSession, brand: &Brand) -> ReportData {
             last_interaction: s.last_interaction,
             signals,
         },
-        end_reason: s.end_reason.clone(),
+        end_reason: s.end_reason.as_str().to_owned(),
         transcript: s
             .messages
             .iter()
             .map(|m| ReportLine {
                 seq: u64::try_from(m.seq).unwrap_or(0),
-                role: m.role.clone(),
+                role: m.role.as_str().to_owned(),
                 text: m.text.clone(),
                 at: m.at,
             })
@@ -100,20 +93,9 @@ pub fn mail_context(
 ) -> MailContext {
     let signals = s
         .signals
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|v| {
-                    let points = v["points"].as_i64().unwrap_or(0);
-                    format!(
-                        "{} ({points:+}): {}",
-                        v["name"].as_str().unwrap_or_default(),
-                        v["evidence"].as_str().unwrap_or_default()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+        .iter()
+        .map(|v| format!("{} ({:+}): {}", v.name, v.points, v.evidence))
+        .collect();
     MailContext {
         from: from.to_owned(),
         to: to.to_vec(),
@@ -123,10 +105,10 @@ pub fn mail_context(
         email: s.email.clone(),
         phone: s.phone.clone(),
         organization: s.organization.clone(),
-        priority: s.priority.clone(),
+        priority: s.priority.as_str().to_owned(),
         lead_score: s.lead_score,
         total_queries: s.total_queries,
-        end_reason: s.end_reason.clone(),
+        end_reason: s.end_reason.as_str().to_owned(),
         signals,
         attachment,
     }
@@ -153,18 +135,17 @@ pub fn transcript_text(s: &ArchivedSession, brand: &str) -> String {
         email = or_dash(&s.email),
         phone = or_dash(&s.phone),
         org = or_dash(&s.organization),
-        priority = s.priority,
+        priority = s.priority.as_str(),
         score = s.lead_score,
         queries = s.total_queries,
-        reason = s.end_reason,
+        reason = s.end_reason.as_str(),
         first = s.first_interaction.format("%Y-%m-%d %H:%M:%S UTC"),
         last = s.last_interaction.format("%Y-%m-%d %H:%M:%S UTC"),
     );
     for m in &s.messages {
-        let speaker = if m.role.eq_ignore_ascii_case("user") {
-            "Visitor"
-        } else {
-            "Bot"
+        let speaker = match m.role {
+            crate::domain::Role::User => "Visitor",
+            crate::domain::Role::Bot => "Bot",
         };
         out.push_str(&format!(
             "[{} #{}] {speaker}: {}\n",

@@ -24,7 +24,7 @@ pub struct FinalizedSession {
 impl FinalizedSession {
     /// `session_{ID}.pdf`, the report's file name (PROTOCOL §3, §6).
     pub fn report_file_name(&self) -> String {
-        format!("session_{}.pdf", self.id)
+        self.id.report_file_name()
     }
 }
 

@@ -132,7 +132,7 @@ impl SessionActor {
             session_id: self.id.to_string(),
             reason: reason.as_str(),
             priority: self.score.priority,
-            report: reported.then(|| format!("session_{}.pdf", self.id)),
+            report: reported.then(|| self.id.report_file_name()),
         });
         let frame = ServerFrame::Ended {
             reason: reason.as_str(),

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use leadchat::archive::{Archive, ArchiveOutcome, ArchivedMessage, ArchivedSession, NewMail};
-use serde_json::json;
+use leadchat::domain::{EndReason, Role};
+use leadchat::scoring::{Priority, Signal};
 
 use super::pg::{PG_URL, Schema};
 
@@ -66,6 +67,14 @@ pub fn at(day: u32, hour: u32, micros: i64) -> DateTime<Utc> {
         + Span::microseconds(micros)
 }
 
+pub fn signal(name: &str, points: i32, evidence: &str) -> Signal {
+    Signal {
+        name: name.to_owned(),
+        points,
+        evidence: evidence.to_owned(),
+    }
+}
+
 pub fn session(id: &str, finalized_at: DateTime<Utc>) -> ArchivedSession {
     ArchivedSession {
         session_id: id.to_owned(),
@@ -74,29 +83,29 @@ pub fn session(id: &str, finalized_at: DateTime<Utc>) -> ArchivedSession {
         phone: Some("+44 20 7946 0000".to_owned()),
         organization: Some("Analytical Engines Ltd".to_owned()),
         lead_score: 72,
-        priority: "high".to_owned(),
+        priority: Priority::High,
         engagement_score: 40,
         total_queries: 2,
-        signals: json!([
-            {"name": "pricing", "points": 20, "evidence": "how much is it?"},
-            {"name": "contact", "points": 15, "evidence": "ada@example.com"}
-        ]),
+        signals: vec![
+            signal("pricing", 20, "how much is it?"),
+            signal("contact", 15, "ada@example.com"),
+        ],
         first_interaction: finalized_at - Span::minutes(10),
         last_interaction: finalized_at - Span::minutes(1),
         finalized_at,
-        end_reason: "inactivity".to_owned(),
+        end_reason: EndReason::Inactivity,
         node: "node-a".to_owned(),
         report_path: None,
         messages: vec![
             ArchivedMessage {
                 seq: 0,
-                role: "user".to_owned(),
+                role: Role::User,
                 text: "how much is it?".to_owned(),
                 at: finalized_at - Span::minutes(10),
             },
             ArchivedMessage {
                 seq: 1,
-                role: "bot".to_owned(),
+                role: Role::Bot,
                 text: "Plans start at 10 €/month.".to_owned(),
                 at: finalized_at - Span::minutes(9) + Span::microseconds(500_000),
             },
