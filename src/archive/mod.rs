@@ -16,11 +16,18 @@
 //!   within a lease.
 //! - Timestamps are kept to the microsecond (PostgreSQL's precision) on both.
 //!
-//! Intended flow: render and store the PDF, then `archive_session` with
-//! `report_path` already set — the mail is due at once, and the mailer needs
-//! the PDF to compose it. The mailer loops `claim_due_mails` → compose → send
-//! → `mark_sent`, `mark_retry(id, err, now + backoff(attempts))` or
-//! `mark_failed`.
+//! The flow (`report::actor`, `mail::actor`): the finalize pipeline calls
+//! `archive_session` first, with the mail held (`NewMail::held_until`), so
+//! the lead is durable before anything is rendered; it renders and writes
+//! the PDF, sets `report_path`, and hands the mail's id to the mailer, which
+//! takes it back with `claim_held_mail` and sends it, renewing
+//! the claim (`renew_claim`) while the send runs, then `mark_sent`,
+//! `mark_retry(id, err, now + backoff(attempts))` or `mark_failed`. A mail
+//! whose node died meanwhile becomes due when its hold or claim runs out:
+//! any node's poller takes it with `claim_due_mails`, renders the PDF again
+//! if it is missing (each try counted by `count_render_attempt`, after the
+//! last one sent with the transcript as text), and sends it the same way.
+//! At start `release_claims_at_start` makes this node's claims due at once.
 
 mod error;
 pub mod model;

@@ -1,9 +1,11 @@
 //! SessionActor: owns one live conversation — contact details, transcript,
 //! lead score, the bot's turn, the rate budget and the inactivity timer — and
 //! the connections attached to it. Takes `Connect`, `Disconnect`,
-//! `VisitorFrame`, `EndSession`, `GetTranscript` and `HandOver` (their
-//! handlers are in `handlers.rs`, the end of life in `lifecycle.rs`). Every
-//! visitor event is written to the store before it is acknowledged.
+//! `VisitorFrame`, `FrameRefused` (a refused frame costs the rate),
+//! `EndSession`, `GetTranscript`, `GetView` and `HandOver` (their handlers
+//! are in `handlers.rs`, the end of life in `lifecycle.rs`; tabs relayed from
+//! other nodes arrive through `relay.rs`). Every visitor event is written to
+//! the store before it is acknowledged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
