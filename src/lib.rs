@@ -6,6 +6,7 @@ pub mod archive;
 pub mod bot;
 pub mod domain;
 pub mod http;
+pub mod jobs;
 pub mod mail;
 pub mod outbound;
 pub mod report;

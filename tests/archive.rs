@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{Duration as Span, NaiveDate, Utc};
 use leadchat::archive::{Archive, ArchiveError, ArchiveOutcome, MailStatus, SessionQuery};
+use leadchat::archive::{Enqueued, JobState, NewJob};
 use leadchat::domain::EndReason;
 use leadchat::scoring::Priority;
 use support::archive::{archive, archive_with, at, mail, session, signal};
@@ -27,6 +28,11 @@ on_both_backends!(
     counts_per_day_and_priority,
     a_start_makes_waiting_mails_due_and_leaves_live_claims_alone,
     render_attempts_are_counted_before_each_render,
+    a_job_with_a_dedupe_key_is_enqueued_once,
+    a_claimed_job_is_fenced_by_its_attempt_and_comes_back_when_its_lease_runs_out,
+    a_failed_job_is_retried_when_asked_then_dead_and_can_be_retried_or_cancelled,
+    a_job_whose_lease_ran_out_on_its_last_attempt_is_dead,
+    racing_workers_never_claim_a_job_twice,
 );
 
 async fn round_trip_keeps_every_field(a: &Archive) {
@@ -570,5 +576,301 @@ async fn archive_and_check(a: &Archive) {
     assert_eq!(
         a.get_session("x").await.expect("get").expect("s").session,
         s
+    );
+}
+
+fn job(kind: &str, key: Option<&str>, due: chrono::DateTime<Utc>, max_attempts: i32) -> NewJob {
+    NewJob {
+        kind: kind.to_owned(),
+        payload: serde_json::json!({"session_id": "s-1", "n": 1}),
+        due_at: due,
+        max_attempts,
+        dedupe_key: key.map(str::to_owned),
+        subject: Some("s-1".to_owned()),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+async fn a_job_with_a_dedupe_key_is_enqueued_once(a: &Archive) {
+    let now = at(20, 0, 0);
+    let first = a
+        .enqueue(&job("report.mail", Some("mail:s-1"), now, 3), now)
+        .await
+        .expect("enqueue");
+    let second = a
+        .enqueue(&job("report.mail", Some("mail:s-1"), now, 3), now)
+        .await
+        .expect("enqueue");
+    assert!(matches!(first, Enqueued::Created(_)), "{first:?}");
+    assert_eq!(second, Enqueued::Duplicate(first.id()));
+    // Without a key every enqueue is a job.
+    let x = a
+        .enqueue(&job("webhook", None, now, 3), now)
+        .await
+        .expect("enqueue");
+    let y = a
+        .enqueue(&job("webhook", None, now, 3), now)
+        .await
+        .expect("enqueue");
+    assert_ne!(x.id(), y.id());
+    let stored = a.job(first.id()).await.expect("job").expect("stored");
+    assert_eq!(stored.state, JobState::Pending);
+    assert_eq!(
+        stored.payload,
+        serde_json::json!({"session_id": "s-1", "n": 1})
+    );
+    assert_eq!(stored.subject.as_deref(), Some("s-1"));
+    assert_eq!(stored.due_at, now);
+    // Only the kinds asked for are claimed.
+    let mails = a
+        .claim_jobs(&["report.mail"], now, 10, LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(mails.iter().map(|j| j.id).collect::<Vec<_>>(), [first.id()]);
+    let rest = a.claim_jobs(&[], now, 10, LEASE).await.expect("claim");
+    assert_eq!(rest.len(), 2);
+    assert!(
+        a.enqueue(&job("x", None, now, 0), now).await.is_err(),
+        "max_attempts 0"
+    );
+}
+
+async fn a_claimed_job_is_fenced_by_its_attempt_and_comes_back_when_its_lease_runs_out(
+    a: &Archive,
+) {
+    let now = at(20, 0, 0);
+    let id = a
+        .enqueue(&job("k", None, now, 5), now)
+        .await
+        .expect("enqueue")
+        .id();
+    assert!(
+        a.claim_jobs(&[], now - chrono::Duration::seconds(1), 10, LEASE)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due yet"
+    );
+    let first = a.claim_jobs(&[], now, 10, LEASE).await.expect("claim");
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].state, first[0].attempts), (JobState::Running, 1));
+    assert!(
+        a.claim_jobs(&[], now + chrono::Duration::seconds(59), 10, LEASE)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "held by its lease"
+    );
+    // Its worker renews, then stops answering; the lease runs out.
+    let renewed = now + chrono::Duration::seconds(90);
+    assert!(
+        a.renew_job(first[0].claim(), renewed, now)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        a.claim_jobs(&[], now + chrono::Duration::seconds(61), 10, LEASE)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the renewed lease holds"
+    );
+    let later = renewed + chrono::Duration::seconds(1);
+    let second = a.claim_jobs(&[], later, 10, LEASE).await.expect("claim");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].attempts, 2);
+    // The first worker wakes up: its claim is fenced off.
+    assert!(
+        !a.complete_job(first[0].claim(), later)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        a.fail_job(first[0].claim(), "late", Some(later), later)
+            .await
+            .expect("fail"),
+        None
+    );
+    assert!(
+        !a.renew_job(first[0].claim(), later, later)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        a.complete_job(second[0].claim(), later)
+            .await
+            .expect("complete")
+    );
+    let done = a.job(id).await.expect("job").expect("stored");
+    assert_eq!(done.state, JobState::Done);
+    assert!(
+        a.claim_jobs(&[], later + chrono::Duration::hours(1), 10, LEASE)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert!(
+        !a.cancel_job(id, later).await.expect("cancel"),
+        "done is done"
+    );
+    assert!(
+        !a.retry_job(id, later).await.expect("retry"),
+        "done is done"
+    );
+}
+
+async fn a_failed_job_is_retried_when_asked_then_dead_and_can_be_retried_or_cancelled(a: &Archive) {
+    let now = at(20, 0, 0);
+    let id = a
+        .enqueue(&job("k", None, now, 2), now)
+        .await
+        .expect("enqueue")
+        .id();
+    let first = a.claim_jobs(&[], now, 1, LEASE).await.expect("claim");
+    let retry_at = now + chrono::Duration::seconds(30);
+    assert_eq!(
+        a.fail_job(first[0].claim(), "HTTP 503", Some(retry_at), now)
+            .await
+            .expect("fail"),
+        Some(JobState::Pending)
+    );
+    let waiting = a.job(id).await.expect("job").expect("stored");
+    assert_eq!(
+        (waiting.due_at, waiting.last_error.as_deref()),
+        (retry_at, Some("HTTP 503"))
+    );
+    assert!(
+        a.claim_jobs(&[], now, 1, LEASE)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let second = a.claim_jobs(&[], retry_at, 1, LEASE).await.expect("claim");
+    assert_eq!(second[0].attempts, 2);
+    // The last attempt: dead, whatever the caller asked.
+    assert_eq!(
+        a.fail_job(
+            second[0].claim(),
+            &"e".repeat(5000),
+            Some(retry_at),
+            retry_at
+        )
+        .await
+        .expect("fail"),
+        Some(JobState::Dead)
+    );
+    let dead = a.job(id).await.expect("job").expect("stored");
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(dead.last_error.as_deref().map(str::len), Some(2000));
+    assert_eq!(
+        a.list_jobs(Some(JobState::Dead), Some("k"), 10)
+            .await
+            .expect("list")
+            .iter()
+            .map(|j| j.id)
+            .collect::<Vec<_>>(),
+        [id]
+    );
+    // `leadchat jobs retry`: due now, with one more attempt.
+    let later = retry_at + chrono::Duration::minutes(5);
+    assert!(a.retry_job(id, later).await.expect("retry"));
+    let third = a.claim_jobs(&[], later, 1, LEASE).await.expect("claim");
+    assert_eq!((third.len(), third[0].attempts), (1, 3));
+    // A failure retrying cannot mend: dead at once.
+    assert_eq!(
+        a.fail_job(third[0].claim(), "HTTP 410", None, later)
+            .await
+            .expect("fail"),
+        Some(JobState::Dead)
+    );
+    // Cancel: only what has not run to its end.
+    let other = a
+        .enqueue(&job("k", None, later, 2), later)
+        .await
+        .expect("enqueue")
+        .id();
+    assert!(a.cancel_job(other, later).await.expect("cancel"));
+    assert!(
+        a.claim_jobs(&[], later, 10, LEASE)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert!(
+        !a.cancel_job(id, later).await.expect("cancel"),
+        "dead is not cancelled"
+    );
+    // Pruned once old enough, whatever their end.
+    assert_eq!(a.prune_jobs(later).await.expect("prune"), 0);
+    assert_eq!(
+        a.prune_jobs(later + chrono::Duration::seconds(1))
+            .await
+            .expect("prune"),
+        2
+    );
+    assert!(a.job(id).await.expect("job").is_none());
+}
+
+async fn a_job_whose_lease_ran_out_on_its_last_attempt_is_dead(a: &Archive) {
+    let now = at(20, 0, 0);
+    let id = a
+        .enqueue(&job("k", None, now, 1), now)
+        .await
+        .expect("enqueue")
+        .id();
+    assert_eq!(
+        a.claim_jobs(&[], now, 1, LEASE).await.expect("claim").len(),
+        1
+    );
+    // Its node died mid-job; the lease runs out.
+    let later = now + chrono::Duration::minutes(2);
+    assert!(
+        a.claim_jobs(&[], later, 1, LEASE)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let dead = a.job(id).await.expect("job").expect("stored");
+    assert_eq!(dead.state, JobState::Dead);
+    assert!(dead.last_error.expect("why").contains("lease"));
+}
+
+async fn racing_workers_never_claim_a_job_twice(a: &Archive) {
+    let now = at(20, 0, 0);
+    for i in 0..60 {
+        a.enqueue(&job("k", Some(&format!("r-{i}")), now, 3), now)
+            .await
+            .expect("enqueue");
+    }
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = a.claim_jobs(&[], now, 4, LEASE).await.expect("claim");
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    for j in batch {
+                        assert!(a.complete_job(j.claim(), now).await.expect("complete"));
+                        mine.push(j.id);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.expect("worker"));
+    }
+    let count = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        (all.len(), count),
+        (60, 60),
+        "a job was claimed twice or lost"
     );
 }

@@ -1,4 +1,5 @@
-//! The SQL archive of finalized sessions and the durable mail outbox.
+//! The SQL archive of finalized sessions, the durable mail outbox and the
+//! durable jobs table (`jobs.rs`).
 //!
 //! One [`Archive`] type serves SQLite (one node, a file next to the server)
 //! and PostgreSQL (several nodes sharing one database); the URL picks the back
@@ -30,6 +31,7 @@
 //! At start `release_claims_at_start` makes this node's claims due at once.
 
 mod error;
+mod jobs;
 pub mod model;
 mod outbox;
 mod rows;
@@ -46,6 +48,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection};
 
 pub use error::{ArchiveError, redact_url};
+pub use jobs::{Claim, Enqueued, Job, JobState, NewJob};
 pub use model::*;
 
 /// Runs `$body` once per back end with `$pool` bound to the typed pool and
