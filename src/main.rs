@@ -37,6 +37,29 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The durable jobs in the archive database.
+    Jobs {
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsAction {
+    /// The newest jobs, one line each.
+    List {
+        /// pending, running, done, dead or cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Make a job due now, dead or not.
+    Retry { id: i64 },
+    /// Cancel a job that is waiting.
+    Cancel { id: i64 },
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +77,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve => serve(settings),
         Command::CheckConfig => check_config(&settings),
         Command::MigrateKeys { dry_run } => migrate_keys(&settings, dry_run),
+        Command::Jobs { action } => jobs(&settings, action),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -115,4 +139,67 @@ fn migrate_keys(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
         report.skipped
     );
     Ok(())
+}
+
+fn jobs(settings: &Settings, action: JobsAction) -> anyhow::Result<()> {
+    use leadchat::archive::{Archive, JobState};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let archive = Archive::connect(settings.database_url.expose())
+            .await
+            .context("cannot open the archive")?;
+        let now = chrono::Utc::now();
+        match action {
+            JobsAction::List { state, kind, limit } => {
+                let state = state
+                    .map(|s| {
+                        JobState::parse(&s).with_context(|| {
+                            format!("unknown state {s:?} (pending, running, done, dead, cancelled)")
+                        })
+                    })
+                    .transpose()?;
+                let jobs = archive
+                    .list_jobs(state, kind.as_deref(), limit.clamp(1, 10_000))
+                    .await?;
+                println!(
+                    "{:>8}  {:<9}  {:<20}  {:>8}  {:<25}  error",
+                    "id", "state", "kind", "attempts", "due"
+                );
+                for j in jobs {
+                    println!(
+                        "{:>8}  {:<9}  {:<20}  {:>8}  {:<25}  {}",
+                        j.id,
+                        j.state.as_str(),
+                        j.kind,
+                        format!("{}/{}", j.attempts, j.max_attempts),
+                        j.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        j.last_error
+                            .unwrap_or_default()
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                    );
+                }
+                Ok(())
+            }
+            JobsAction::Retry { id } => {
+                anyhow::ensure!(
+                    archive.retry_job(id, now).await?,
+                    "job {id} is not waiting, dead or cancelled (or does not exist)"
+                );
+                println!("job {id} is due now");
+                Ok(())
+            }
+            JobsAction::Cancel { id } => {
+                anyhow::ensure!(
+                    archive.cancel_job(id, now).await?,
+                    "job {id} is not waiting (or does not exist)"
+                );
+                println!("job {id} cancelled");
+                Ok(())
+            }
+        }
+    })
 }

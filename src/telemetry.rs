@@ -82,6 +82,8 @@ pub mod names {
     pub const STORE_LATENCY: &str = "leadchat_store_latency_seconds";
     pub const STORE_ERRORS: &str = "leadchat_store_errors_total";
     /// Times the embedded store rewound its WAL to the beginning.
+    /// Jobs in the archive, labelled by `kind` and `state` (read at scrape).
+    pub const JOBS: &str = "leadchat_jobs";
     pub const STORE_WAL_RESETS: &str = "leadchat_store_wal_resets_total";
     /// Writes held in memory while the store is unreachable.
     pub const STORE_BUFFERED: &str = "leadchat_store_buffered_writes";

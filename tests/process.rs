@@ -136,6 +136,89 @@ fn check_config_prints_no_secret() {
     assert_eq!(text.matches(":***@r").count(), 2, "{text}");
 }
 
+/// `leadchat jobs list|retry|cancel` on the archive the settings name.
+#[tokio::test]
+async fn the_jobs_command_lists_retries_and_cancels() {
+    use leadchat::archive::{Archive, JobState, NewJob};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/archive.db", dir.path().display());
+    let archive = Archive::connect(&db).await.expect("archive");
+    let now = chrono::Utc::now();
+    let new = |kind: &str| NewJob {
+        kind: kind.into(),
+        payload: json!({}),
+        due_at: now,
+        max_attempts: 1,
+        dedupe_key: None,
+        subject: None,
+    };
+    let dead = archive
+        .enqueue(&new("webhook"), now)
+        .await
+        .expect("enqueue")
+        .id();
+    let waiting = archive
+        .enqueue(&new("report.mail"), now)
+        .await
+        .expect("enqueue")
+        .id();
+    let claimed = archive
+        .claim_jobs(&["webhook"], now, 1, Duration::from_secs(60))
+        .await
+        .expect("claim");
+    archive
+        .fail_job(
+            claimed[0].claim(),
+            "HTTP 500: receiver down",
+            Some(now),
+            now,
+        )
+        .await
+        .expect("fail");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_leadchat"))
+            .arg("jobs")
+            .args(args)
+            .env("LEADCHAT_DATABASE_URL", &db)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run")
+    };
+    let list = run(&["list", "--state", "dead"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(
+        text.contains("webhook") && text.contains("HTTP 500: receiver down"),
+        "{text}"
+    );
+    assert!(!text.contains("report.mail"), "{text}");
+    assert!(run(&["retry", &dead.to_string()]).status.success());
+    assert_eq!(
+        archive.job(dead).await.expect("job").expect("stored").state,
+        JobState::Pending
+    );
+    assert!(run(&["cancel", &waiting.to_string()]).status.success());
+    assert_eq!(
+        archive
+            .job(waiting)
+            .await
+            .expect("job")
+            .expect("stored")
+            .state,
+        JobState::Cancelled
+    );
+    let again = run(&["cancel", &waiting.to_string()]);
+    assert!(
+        !again.status.success(),
+        "a cancelled job cannot be cancelled again"
+    );
+    assert!(!run(&["list", "--state", "stuck"]).status.success());
+}
+
 #[test]
 fn help_lists_every_subcommand() {
     let out = Command::new(env!("CARGO_BIN_EXE_leadchat"))
@@ -143,7 +226,7 @@ fn help_lists_every_subcommand() {
         .output()
         .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
-    for sub in ["serve", "check-config", "migrate-keys"] {
+    for sub in ["serve", "check-config", "migrate-keys", "jobs"] {
         assert!(text.contains(sub), "{sub} missing from --help");
     }
 }

@@ -339,3 +339,36 @@ fn internal(err: crate::archive::ArchiveError) -> ApiError {
         "the archive is unavailable",
     )
 }
+
+#[derive(Debug, Deserialize)]
+pub struct JobsQuery {
+    state: Option<String>,
+    kind: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/jobs?state=&kind=`: the durable jobs, newest first (PROTOCOL
+/// §12, JOB).
+pub async fn list_jobs(
+    _: Admin,
+    query: web::Query<JobsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let job_state = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(crate::archive::JobState::parse(s).ok_or_else(|| {
+            ApiError::bad_request("state is one of pending, running, done, dead, cancelled")
+        })?),
+    };
+    let jobs = state
+        .archive
+        .list_jobs(
+            job_state,
+            q.kind.as_deref().filter(|k| !k.is_empty()),
+            q.limit.unwrap_or(100).clamp(1, 1000),
+        )
+        .await
+        .map_err(internal)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "jobs": jobs })))
+}

@@ -76,6 +76,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(admin_api::end_session),
         )
         .route("/api/sessions", web::get().to(admin_api::list_sessions))
+        .route("/api/jobs", web::get().to(admin_api::list_jobs))
         .route("/api/sessions/{id}", web::get().to(admin_api::get_session))
         .route(
             "/api/sessions/{id}/report.pdf",

@@ -179,6 +179,26 @@ pub async fn metrics(
     }
     metrics::gauge!(crate::telemetry::names::LIVE_SESSIONS_INDEXED)
         .set(state.registry.live_count() as f64);
+    // Every state of each kind present, so a state that emptied reads 0.
+    if let Ok(counts) = state.archive.job_counts().await {
+        let mut kinds: Vec<&str> = counts.iter().map(|(k, _, _)| k.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        for kind in kinds {
+            for job_state in crate::archive::JobState::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(k, s, _)| k == kind && *s == job_state)
+                    .map_or(0, |(_, _, n)| *n);
+                metrics::gauge!(
+                    crate::telemetry::names::JOBS,
+                    "kind" => kind.to_owned(),
+                    "state" => job_state.as_str()
+                )
+                .set(n as f64);
+            }
+        }
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render()))

@@ -7,6 +7,7 @@ mod cross_origin;
 mod end_session;
 mod finalize;
 mod handover;
+mod jobs;
 mod limits;
 mod outbound;
 mod redis_cluster;
