@@ -592,6 +592,14 @@ fn job(kind: &str, key: Option<&str>, due: chrono::DateTime<Utc>, max_attempts: 
 
 const LEASE: Duration = Duration::from_secs(60);
 
+/// Whether a claim at `at` finds no job at all.
+async fn nothing_due(a: &Archive, at: chrono::DateTime<Utc>) -> bool {
+    a.claim_jobs(&[], at, 10, LEASE)
+        .await
+        .expect("claim")
+        .is_empty()
+}
+
 async fn a_job_with_a_dedupe_key_is_enqueued_once(a: &Archive) {
     let now = at(20, 0, 0);
     let first = a
@@ -646,20 +654,14 @@ async fn a_claimed_job_is_fenced_by_its_attempt_and_comes_back_when_its_lease_ru
         .expect("enqueue")
         .id();
     assert!(
-        a.claim_jobs(&[], now - chrono::Duration::seconds(1), 10, LEASE)
-            .await
-            .expect("claim")
-            .is_empty(),
+        nothing_due(a, now - chrono::Duration::seconds(1)).await,
         "not due yet"
     );
     let first = a.claim_jobs(&[], now, 10, LEASE).await.expect("claim");
     assert_eq!(first.len(), 1);
     assert_eq!((first[0].state, first[0].attempts), (JobState::Running, 1));
     assert!(
-        a.claim_jobs(&[], now + chrono::Duration::seconds(59), 10, LEASE)
-            .await
-            .expect("claim")
-            .is_empty(),
+        nothing_due(a, now + chrono::Duration::seconds(59)).await,
         "held by its lease"
     );
     // Its worker renews, then stops answering; the lease runs out.
@@ -670,10 +672,7 @@ async fn a_claimed_job_is_fenced_by_its_attempt_and_comes_back_when_its_lease_ru
             .expect("renew")
     );
     assert!(
-        a.claim_jobs(&[], now + chrono::Duration::seconds(61), 10, LEASE)
-            .await
-            .expect("claim")
-            .is_empty(),
+        nothing_due(a, now + chrono::Duration::seconds(61)).await,
         "the renewed lease holds"
     );
     let later = renewed + chrono::Duration::seconds(1);
@@ -704,12 +703,7 @@ async fn a_claimed_job_is_fenced_by_its_attempt_and_comes_back_when_its_lease_ru
     );
     let done = a.job(id).await.expect("job").expect("stored");
     assert_eq!(done.state, JobState::Done);
-    assert!(
-        a.claim_jobs(&[], later + chrono::Duration::hours(1), 10, LEASE)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(nothing_due(a, later + chrono::Duration::hours(1)).await);
     assert!(
         !a.cancel_job(id, later).await.expect("cancel"),
         "done is done"
@@ -740,12 +734,7 @@ async fn a_failed_job_is_retried_when_asked_then_dead_and_can_be_retried_or_canc
         (waiting.due_at, waiting.last_error.as_deref()),
         (retry_at, Some("HTTP 503"))
     );
-    assert!(
-        a.claim_jobs(&[], now, 1, LEASE)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(nothing_due(a, now).await);
     let second = a.claim_jobs(&[], retry_at, 1, LEASE).await.expect("claim");
     assert_eq!(second[0].attempts, 2);
     // The last attempt: dead, whatever the caller asked.
@@ -791,12 +780,7 @@ async fn a_failed_job_is_retried_when_asked_then_dead_and_can_be_retried_or_canc
         .expect("enqueue")
         .id();
     assert!(a.cancel_job(other, later).await.expect("cancel"));
-    assert!(
-        a.claim_jobs(&[], later, 10, LEASE)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(nothing_due(a, later).await);
     assert!(
         !a.cancel_job(id, later).await.expect("cancel"),
         "dead is not cancelled"
@@ -825,12 +809,7 @@ async fn a_job_whose_lease_ran_out_on_its_last_attempt_is_dead(a: &Archive) {
     );
     // Its node died mid-job; the lease runs out.
     let later = now + chrono::Duration::minutes(2);
-    assert!(
-        a.claim_jobs(&[], later, 1, LEASE)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(nothing_due(a, later).await);
     let dead = a.job(id).await.expect("job").expect("stored");
     assert_eq!(dead.state, JobState::Dead);
     assert!(dead.last_error.expect("why").contains("lease"));
