@@ -11,12 +11,15 @@
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, Response};
 
 /// What every call sends as `user-agent`.
 pub const USER_AGENT: &str = concat!("leadchat/", env!("CARGO_PKG_VERSION"));
 /// How much of an error response's body is kept for the error message.
 const ERROR_BODY_BYTES: usize = 1024;
+/// The largest answer `send_json` reads: a third party's answer is bounded
+/// like everything a visitor sends.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
 
 /// How a client calls out; each caller states its own total time-out.
 #[derive(Debug, Clone)]
@@ -187,16 +190,28 @@ impl HttpClient {
         })
     }
 
-    /// [`HttpClient::send`], then the body as JSON.
+    /// [`HttpClient::send`], then the body as JSON; an answer over
+    /// [`MAX_BODY_BYTES`] is a `Body` error, read no further.
     pub async fn send_json<T: serde::de::DeserializeOwned>(
         &self,
         request: RequestBuilder,
     ) -> Result<T, OutboundError> {
-        self.send(request)
-            .await?
-            .json()
+        let mut response = self.send(request).await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(OutboundError::from_reqwest)
+            .map_err(OutboundError::from_reqwest)?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(OutboundError::Body(format!(
+                    "the answer is over {MAX_BODY_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| OutboundError::Body(format!("not the JSON expected: {e}")))
     }
 }
 
@@ -223,9 +238,9 @@ async fn error_body(mut response: Response) -> String {
     body.truncate(ERROR_BODY_BYTES);
     let text = String::from_utf8_lossy(&body).trim().to_owned();
     if text.is_empty() {
-        StatusCode::from_u16(response.status().as_u16())
-            .ok()
-            .and_then(|s| s.canonical_reason())
+        response
+            .status()
+            .canonical_reason()
             .unwrap_or_default()
             .to_owned()
     } else {

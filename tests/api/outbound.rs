@@ -162,3 +162,29 @@ async fn a_refused_connection_is_retryable_and_shows_no_url() {
         .expect_err("invalid");
     assert!(!invalid.is_retryable(), "{invalid:?}");
 }
+
+#[actix_web::test]
+async fn an_answer_too_large_or_not_json_is_a_body_error() {
+    let api = StandIn::start();
+    let huge = format!(
+        "{{\"text\":\"{}\"}}",
+        "x".repeat(leadchat::outbound::MAX_BODY_BYTES)
+    );
+    api.script([
+        Reply::json(200, json!({})).body(&huge),
+        Reply::status(200).body("<html>not json</html>"),
+    ]);
+    let http = client(Duration::from_secs(10));
+    let call = || http.send_json::<serde_json::Value>(http.request(Method::GET, &api.url("/v1")));
+    let large = call().await.expect_err("too large");
+    assert!(
+        matches!(&large, OutboundError::Body(m) if m.contains("over")),
+        "{large:?}"
+    );
+    let garbage = call().await.expect_err("not JSON");
+    assert!(
+        matches!(&garbage, OutboundError::Body(m) if m.contains("JSON")),
+        "{garbage:?}"
+    );
+    assert!(garbage.is_retryable());
+}
