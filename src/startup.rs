@@ -378,6 +378,13 @@ impl Application {
             live_at_stop.store(registry.live_count(), std::sync::atomic::Ordering::Release);
             shutdown.trigger();
         }
+        // The workers and their session actors are gone: other nodes resume
+        // this node's sessions at once rather than after its heartbeat.
+        let deps = registry.deps();
+        if let Err(err) = deps.store.node_stopped(&deps.node).await {
+            tracing::warn!(error = %err, "cannot tell the store this node stopped; its heartbeat runs out instead");
+        }
+        let started = std::time::Instant::now();
         let drained = tokio::time::timeout(grace, async {
             let _ = pipeline.report.send(Drain).await;
             let _ = pipeline.mailer.send(Drain).await;

@@ -124,17 +124,25 @@ impl MailerActor {
         self.polling = true;
         self.poll_again = false;
         let deps = Arc::clone(&self.deps);
-        let claim = async move {
+        // A task of its own: a runtime torn down mid-claim drops the
+        // database connection there, not inside this actor's drop.
+        let claim = actix::spawn(async move {
             deps.archive
                 .claim_due_mails(Utc::now(), free as i64, deps.lease)
                 .await
-        };
+        });
         ctx.spawn(claim.into_actor(self).map(|claimed, act, ctx| {
             act.polling = false;
-            let mails = claimed.unwrap_or_else(|err| {
-                tracing::warn!(error = %err, "cannot read the outbox");
-                Vec::new()
-            });
+            let mails = match claimed {
+                Ok(claimed) => claimed.unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "cannot read the outbox");
+                    Vec::new()
+                }),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the outbox claim did not finish");
+                    Vec::new()
+                }
+            };
             for mail in mails {
                 // Not fresh: its content is rebuilt from the archive.
                 let deps = Arc::clone(&act.deps);

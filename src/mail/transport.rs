@@ -13,6 +13,7 @@
 //! pooled connections (default 8). Every SMTP command times out after 30 s.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::transport::smtp::authentication::Credentials;
@@ -69,7 +70,7 @@ impl From<smtp::Error> for SendError {
 #[derive(Clone)]
 pub enum MailTransport {
     /// Pooled SMTP client.
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Arc<SmtpPool>),
     /// Writes `<dir>/session_{ID}.eml`; for development and as a fallback.
     Outbox(PathBuf),
 }
@@ -167,7 +168,9 @@ impl MailTransport {
             let pass = decode(parsed.password().unwrap_or(""))?;
             builder = builder.credentials(Credentials::new(user, pass));
         }
-        Ok(MailTransport::Smtp(builder.build()))
+        Ok(MailTransport::Smtp(Arc::new(SmtpPool(Some(
+            builder.build(),
+        )))))
     }
 
     /// A transport writing `.eml` files into `dir` (created on first send).
@@ -180,12 +183,29 @@ impl MailTransport {
     /// the same file instead of adding a second one.
     pub async fn send(&self, message: &Message) -> Result<(), SendError> {
         match self {
-            MailTransport::Smtp(smtp) => {
+            MailTransport::Smtp(pool) => {
+                let smtp = pool.0.as_ref().expect("taken only when dropped");
                 smtp.send_raw(message.envelope(), &message.formatted())
                     .await?;
                 Ok(())
             }
             MailTransport::Outbox(dir) => write_eml(dir, message).await,
+        }
+    }
+}
+
+/// lettre's SMTP pool, which spawns a task when it is dropped. Dropped
+/// outside a Tokio runtime — a process or test whose runtime is already
+/// going away — it is leaked rather than panicking (a panic while another
+/// drop unwinds aborts the process); its connections close with the process.
+pub struct SmtpPool(Option<AsyncSmtpTransport<Tokio1Executor>>);
+
+impl Drop for SmtpPool {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            std::mem::forget(pool);
         }
     }
 }

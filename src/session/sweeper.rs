@@ -48,6 +48,10 @@ impl Sweeper {
 
     fn beat(&self, ctx: &mut Context<Self>) {
         let deps = Arc::clone(self.registry.deps());
+        if deps.shutdown.stopping() {
+            // Stopped nodes hold no sessions: the store was told so.
+            return;
+        }
         let ttl = self.heartbeat_period() * 3;
         ctx.spawn(
             async move {

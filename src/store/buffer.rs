@@ -216,6 +216,10 @@ impl SessionStore for WriteBuffer {
         self.inner.node_alive(node).await
     }
 
+    async fn node_stopped(&self, node: &str) -> Result<(), StoreError> {
+        self.inner.node_stopped(node).await
+    }
+
     async fn set_owner(&self, id: SessionId, node: &str) -> Result<(), StoreError> {
         self.inner.set_owner(id, node).await
     }

@@ -831,6 +831,12 @@ impl SessionStore for EmbeddedStore {
         self.flag(Op::NodeAlive(node.to_owned(), now_ms())).await
     }
 
+    async fn node_stopped(&self, node: &str) -> Result<(), StoreError> {
+        self.call(Op::Heartbeat(node.to_owned(), now_ms()))
+            .await
+            .map(|_| ())
+    }
+
     async fn set_owner(&self, id: SessionId, node: &str) -> Result<(), StoreError> {
         self.call(Op::SetOwner(id, node.to_owned()))
             .await

@@ -138,6 +138,10 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
+    async fn node_stopped(&self, _node: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn set_owner(&self, id: SessionId, node: &str) -> Result<(), StoreError> {
         if let Some(mut r) = self.records.get_mut(&id)
             && let Some(s) = r.session.as_mut()

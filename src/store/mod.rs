@@ -129,6 +129,10 @@ pub trait SessionStore: Send + Sync + 'static {
 
     async fn node_alive(&self, node: &str) -> Result<bool, StoreError>;
 
+    /// Says this node has stopped (its sessions' actors are gone): another
+    /// node resumes them at once instead of waiting out the heartbeat.
+    async fn node_stopped(&self, node: &str) -> Result<(), StoreError>;
+
     /// Records `node` as the session's owner (a restore or a handover).
     async fn set_owner(&self, id: SessionId, node: &str) -> Result<(), StoreError>;
 

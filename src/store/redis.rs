@@ -382,6 +382,11 @@ impl SessionStore for RedisStore {
         conn.exists(self.keys.node(node)).await.map_err(unavailable)
     }
 
+    async fn node_stopped(&self, node: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        conn.del(self.keys.node(node)).await.map_err(unavailable)
+    }
+
     async fn set_owner(&self, id: SessionId, node: &str) -> Result<(), StoreError> {
         let mut conn = self.conn();
         conn.hset(self.keys.session(id), "node", node)

@@ -73,6 +73,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub registry: std::sync::Arc<leadchat::session::SessionRegistry>,
     handle: actix_web::dev::ServerHandle,
+    /// The node's run: over once its reports and mails are drained and its
+    /// SMTP pool is dropped (inside the runtime).
+    run: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 impl TestApp {
@@ -122,8 +125,18 @@ impl TestApp {
             .expect("a JSON answer")
     }
 
+    /// Stops the node as SIGTERM does and waits until it has stopped:
+    /// sockets closed, reports and mails in flight drained.
     pub async fn stop(&self) {
         self.handle.stop(false).await;
+        let run = self.run.lock().expect("the run handle").take();
+        if let Some(run) = run {
+            tokio::time::timeout(Duration::from_secs(60), run)
+                .await
+                .expect("the node stops within its grace period")
+                .expect("the node's run task")
+                .expect("the node stopped cleanly");
+        }
     }
 
     /// Whether this node holds session `id` with no socket attached
@@ -237,7 +250,7 @@ async fn spawn(test: TestSettings, collect: bool) -> TestApp {
     let metrics_addr = app.metrics_addr();
     let handle = app.server_handle();
     let registry = app.registry();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let run = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         addr,
         metrics_addr,
@@ -246,6 +259,7 @@ async fn spawn(test: TestSettings, collect: bool) -> TestApp {
         http: reqwest::Client::new(),
         registry,
         handle,
+        run: std::sync::Mutex::new(Some(run)),
     }
 }
 
