@@ -162,6 +162,23 @@ pub struct Settings {
     pub metrics_listen: Option<String>,
     /// `report.*`: what one PDF render may cost.
     pub report: ReportLimits,
+    /// `jobs.*`: the durable jobs (PROTOCOL §12).
+    pub jobs: JobSettings,
+}
+
+/// `jobs.*` (`LEADCHAT_JOBS__KEEP`, …).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSettings {
+    /// Finished jobs (done, dead, cancelled) are removed this long after
+    /// they last changed (PROTOCOL §7, default 14 days).
+    pub keep: HumanDuration,
+    /// Job attempts one node runs at once.
+    pub concurrency: usize,
+    /// How often a node looks for jobs another node enqueued.
+    pub poll_interval: HumanDuration,
+    /// How long a claimed job is this node's before another may take it;
+    /// renewed every third of it while the job runs.
+    pub lease: HumanDuration,
 }
 
 /// `embedded_sync`: how hard a commit of the embedded store is pushed to disk.
@@ -286,6 +303,12 @@ impl Default for Settings {
             report: ReportLimits {
                 render_timeout: HumanDuration(Duration::from_secs(60)),
                 render_memory: 512 * 1024 * 1024,
+            },
+            jobs: JobSettings {
+                keep: HumanDuration(Duration::from_secs(14 * 24 * 3600)),
+                concurrency: 16,
+                poll_interval: HumanDuration(Duration::from_secs(1)),
+                lease: HumanDuration(Duration::from_secs(60)),
             },
         }
     }
@@ -440,6 +463,15 @@ impl Settings {
             ));
         }
         self.metrics_addr()?;
+        if self.jobs.concurrency == 0 || self.jobs.poll_interval.0.is_zero() {
+            return Err(SettingsError::invalid(
+                "jobs.concurrency",
+                "jobs.concurrency and jobs.poll_interval must be more than zero",
+            ));
+        }
+        if self.jobs.lease.0 < Duration::from_secs(3) {
+            return Err(SettingsError::invalid("jobs.lease", "must be at least 3s"));
+        }
         if self.report.render_timeout.0 < Duration::from_millis(100) {
             return Err(SettingsError::invalid(
                 "report.render_timeout",

@@ -12,6 +12,8 @@ use crate::admin::{self, AdminFeed, AttachRegistry, FeedDemand, bus::FeedBus};
 use crate::archive::Archive;
 use crate::bot::{KnowledgeBase, Responder};
 use crate::http::{self, Admission, AppState, ClientLimits};
+use crate::jobs::runner::RunningJobs;
+use crate::jobs::{JobRunner, Jobs, Prune, RunnerOptions};
 use crate::mail::{MailTransport, MailerActor, MailerDeps, StopMailer};
 use crate::report::{
     Brand, Drain, FinalizeSession, LogoImage, RenderPool, ReportActor, ReportDeps, ReportRenderer,
@@ -52,6 +54,7 @@ pub struct Application {
     server: Server,
     registry: Arc<SessionRegistry>,
     pipeline: Pipeline,
+    jobs: RunningJobs,
     grace: std::time::Duration,
     shutdown: crate::shutdown::Shutdown,
 }
@@ -187,6 +190,7 @@ impl Application {
         let report = report.unwrap_or_else(|| pipeline.report.clone().recipient());
 
         let shutdown = crate::shutdown::Shutdown::default();
+        let (job_queue, jobs) = start_jobs(&settings, &archive, &shutdown);
         let feed_demand = FeedDemand::default();
         let feed = AdminFeed::new(node.clone(), bus.clone(), feed_demand.clone()).start();
         let registry = SessionRegistry::new(SessionDeps {
@@ -243,6 +247,7 @@ impl Application {
             registry: Arc::clone(&registry),
             store,
             archive,
+            jobs: job_queue,
             feed,
             metrics: telemetry::metrics_handle(),
             admission: admission.clone(),
@@ -308,6 +313,7 @@ impl Application {
             server,
             registry,
             pipeline,
+            jobs,
             grace: settings.shutdown_grace.0,
             shutdown,
         })
@@ -351,6 +357,7 @@ impl Application {
             server,
             registry,
             pipeline,
+            jobs,
             grace,
             shutdown,
             ..
@@ -393,6 +400,12 @@ impl Application {
         if drained.is_err() {
             tracing::warn!("grace period over; unfinished mails stay queued in the outbox");
         }
+        if !jobs.drain(grace.saturating_sub(started.elapsed())).await {
+            tracing::warn!(
+                in_flight = jobs.in_flight(),
+                "grace period over; unfinished jobs run again when their lease runs out"
+            );
+        }
         // The mailer's SMTP pool is dropped here, inside the runtime (its
         // drop spawns a task; outside a runtime that panics).
         let _ = pipeline.mailer.send(StopMailer).await;
@@ -407,6 +420,31 @@ impl Application {
 /// How long in-flight HTTP requests get once the node stops (sockets are
 /// closed at once; reports and mails have their own grace).
 const HTTP_SHUTDOWN_TIMEOUT: u64 = 3;
+
+/// The durable jobs of this node: the runner with a handler per kind, and
+/// the recurring schedules.
+fn start_jobs(
+    settings: &Settings,
+    archive: &Archive,
+    shutdown: &crate::shutdown::Shutdown,
+) -> (Jobs, RunningJobs) {
+    let jobs = Jobs::new(archive.clone());
+    let options = RunnerOptions {
+        concurrency: settings.jobs.concurrency,
+        poll_interval: settings.jobs.poll_interval.0,
+        lease: settings.jobs.lease.0,
+    };
+    let runner = JobRunner::new(&jobs, options).register(Prune {
+        archive: archive.clone(),
+        keep: settings.jobs.keep.0,
+    });
+    crate::jobs::schedule::start(
+        jobs.clone(),
+        vec![crate::jobs::prune_schedule()],
+        shutdown.clone(),
+    );
+    (jobs, runner.start(shutdown.clone()))
+}
 
 /// SIGTERM or Ctrl-C.
 async fn wait_for_signal() {

@@ -82,9 +82,16 @@ pub mod names {
     pub const STORE_LATENCY: &str = "leadchat_store_latency_seconds";
     pub const STORE_ERRORS: &str = "leadchat_store_errors_total";
     /// Times the embedded store rewound its WAL to the beginning.
+    pub const STORE_WAL_RESETS: &str = "leadchat_store_wal_resets_total";
     /// Jobs in the archive, labelled by `kind` and `state` (read at scrape).
     pub const JOBS: &str = "leadchat_jobs";
-    pub const STORE_WAL_RESETS: &str = "leadchat_store_wal_resets_total";
+    /// Job attempts run on this node, by `kind` and `outcome`
+    /// (done|retry|dead|lost).
+    pub const JOB_RUNS: &str = "leadchat_job_runs_total";
+    /// How long one job attempt ran, by `kind`.
+    pub const JOB_DURATION: &str = "leadchat_job_duration_seconds";
+    /// Recurring slots this node enqueued (another node may have been first).
+    pub const JOB_SLOTS: &str = "leadchat_job_schedule_slots_total";
     /// Writes held in memory while the store is unreachable.
     pub const STORE_BUFFERED: &str = "leadchat_store_buffered_writes";
     /// Writes refused because the buffer was full.

@@ -45,10 +45,13 @@ pub enum ErrorCode {
     TooManyConnections,
     /// HTTP 408: the request body did not arrive within `limits.body_read_timeout`.
     RequestTimeout,
+    /// REST: the request is valid but the thing is not in a state that
+    /// allows it (a running job cannot be cancelled).
+    Conflict,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::TooLarge,
@@ -65,6 +68,7 @@ impl ErrorCode {
         ErrorCode::SessionFull,
         ErrorCode::TooManyConnections,
         ErrorCode::RequestTimeout,
+        ErrorCode::Conflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -85,6 +89,7 @@ impl ErrorCode {
             ErrorCode::SessionFull => "session_full",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::Conflict => "conflict",
         }
     }
 }

@@ -6,6 +6,9 @@
 //! the postgres tests: a skipped back end is an untested back end.
 
 mod support;
+// The job runner and schedules (tests/archive/runner.rs).
+#[path = "archive/runner.rs"]
+mod runner;
 
 use std::time::Duration;
 

@@ -372,3 +372,54 @@ pub async fn list_jobs(
         .map_err(internal)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "jobs": jobs })))
 }
+
+/// `POST /api/jobs/{id}/retry`: makes a job due now, dead or not (as
+/// `leadchat jobs retry`); `200` JOB, `404` for no such job, `409` when it
+/// is running or done.
+pub async fn retry_job(
+    _: Admin,
+    id: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let changed = state.jobs.retry(id).await.map_err(internal)?;
+    job_answer(&state, id, changed, "a running or done job is not retried").await
+}
+
+/// `POST /api/jobs/{id}/cancel`: cancels a job that has not run yet (as
+/// `leadchat jobs cancel`); `200` JOB, `404`, `409` when it is running or
+/// over.
+pub async fn cancel_job(
+    _: Admin,
+    id: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let changed = state
+        .archive
+        .cancel_job(id, chrono::Utc::now())
+        .await
+        .map_err(internal)?;
+    job_answer(&state, id, changed, "only a pending job can be cancelled").await
+}
+
+async fn job_answer(
+    state: &AppState,
+    id: i64,
+    changed: bool,
+    refused: &str,
+) -> Result<HttpResponse, ApiError> {
+    let job = state
+        .archive
+        .job(id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found("no such job"))?;
+    if !changed {
+        return Err(ApiError::conflict(format!(
+            "{refused} (it is {})",
+            job.state.as_str()
+        )));
+    }
+    Ok(HttpResponse::Ok().json(job))
+}

@@ -34,6 +34,10 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self {
             retry_after_secs: Some(1),

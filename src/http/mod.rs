@@ -41,6 +41,8 @@ pub struct AppState {
     pub registry: Arc<SessionRegistry>,
     pub store: SharedStore,
     pub archive: crate::archive::Archive,
+    /// Enqueues durable jobs and wakes this node's runner.
+    pub jobs: crate::jobs::Jobs,
     pub feed: actix::Addr<crate::admin::AdminFeed>,
     pub metrics: PrometheusHandle,
     pub admission: Admission,
@@ -77,6 +79,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/api/sessions", web::get().to(admin_api::list_sessions))
         .route("/api/jobs", web::get().to(admin_api::list_jobs))
+        .route("/api/jobs/{id}/retry", web::post().to(admin_api::retry_job))
+        .route(
+            "/api/jobs/{id}/cancel",
+            web::post().to(admin_api::cancel_job),
+        )
         .route("/api/sessions/{id}", web::get().to(admin_api::get_session))
         .route(
             "/api/sessions/{id}/report.pdf",
