@@ -6,6 +6,8 @@
 #
 #   scripts/perf/steady.sh RATE [SESSIONS=15000]
 #   DURATION=30 PROCS=2 RAMP_RATE=3000 (sessions opened per second) BUILD=0
+#   JOBS_RATE=N: other "nodes" enqueue N durable jobs/s into the server's
+#   archive while it is measured; its job runner runs them beside the chat.
 source "$(dirname "$0")/lib.sh"
 RATE=${1:?usage: steady.sh RATE [SESSIONS]}
 SESSIONS=${2:-15000}
@@ -21,12 +23,23 @@ generators steady "$PROCS" "$SESSIONS" --rate "$(python3 -c "print($RATE / $PROC
 wait_ready steady "$PROCS"
 t0=$(cpu_ticks "$SERVER_PID")
 s0=$(date +%s.%N)
+if [[ ${JOBS_RATE:-0} -gt 0 ]]; then
+  "$(dirname "$0")/jobs_feed.py" "$RUN_DIR/archive.db" "$JOBS_RATE" "$((DURATION - 2))" \
+    >"$RUN_DIR/jobs_fed" &
+  FEEDER_PID=$!
+fi
 sleep "$(python3 -c "print(max(1, $DURATION - 2))")"
 t1=$(cpu_ticks "$SERVER_PID")
 s1=$(date +%s.%N)
 rc=0
 wait_generators steady "$PROCS" || rc=1
 echo "steady: $RATE msg/s requested over $SESSIONS sessions"
+if [[ ${JOBS_RATE:-0} -gt 0 ]]; then
+  wait "$FEEDER_PID"
+  done_jobs=$("$(dirname "$0")/jobs_feed.py" "$RUN_DIR/archive.db" --count "$s0")
+  echo "  jobs: $(cat "$RUN_DIR/jobs_fed") enqueued, $done_jobs run by the node" \
+    "($(python3 -c "print(round($done_jobs / ($s1 - $s0)))")/s)"
+fi
 summary "$RUN_DIR/steady.json"
 echo "  server CPU $(cores_used "$t0" "$t1" "$(python3 -c "print($s1 - $s0)")") cores, RSS $(($(rss_kb "$SERVER_PID") / 1024)) MiB"
 exit $rc
