@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod archive;
 pub mod bot;
+pub mod cluster;
 pub mod domain;
 pub mod http;
 pub mod jobs;

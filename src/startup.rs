@@ -4,13 +4,14 @@
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use actix::{Actor, Addr, Recipient};
+use actix::{Actor, Addr, AsyncContext, Recipient};
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, middleware, web};
 
-use crate::admin::{self, AdminFeed, AttachRegistry, FeedDemand, bus::FeedBus};
+use crate::admin::{self, AdminFeed};
 use crate::archive::Archive;
 use crate::bot::{KnowledgeBase, Responder};
+use crate::cluster::{ClusterChannel, Routes};
 use crate::http::{self, Admission, AppState, ClientLimits};
 use crate::jobs::runner::RunningJobs;
 use crate::jobs::{JobRunner, Jobs, Prune, RunnerOptions};
@@ -19,7 +20,9 @@ use crate::report::{
     Brand, Drain, FinalizeSession, LogoImage, RenderPool, ReportActor, ReportDeps, ReportRenderer,
 };
 use crate::scoring::{Engine, ScoringConfig};
-use crate::session::{SessionDeps, SessionRegistry, Sweeper};
+use crate::session::{
+    SessionDeps, SessionEvent, SessionRegistry, Subscribers, Sweeper, ViewDemand,
+};
 use crate::settings::Settings;
 use crate::store::keys::Keys;
 use crate::store::{EmbeddedStore, MemoryStore, RedisStore, SharedStore, WriteBuffer};
@@ -57,6 +60,16 @@ pub struct Application {
     jobs: RunningJobs,
     grace: std::time::Duration,
     shutdown: crate::shutdown::Shutdown,
+}
+
+/// What a caller of `build_with` plugs into the node.
+#[derive(Default)]
+pub struct Hooks {
+    /// Finalized sessions go here instead of the node's own ReportActor
+    /// (tests count what arrives).
+    pub report: Option<Recipient<FinalizeSession>>,
+    /// More subscribers of the sessions' domain events.
+    pub events: Vec<Recipient<SessionEvent>>,
 }
 
 /// The finalize pipeline's actors.
@@ -138,18 +151,15 @@ fn load_logo(settings: &Settings) -> Option<LogoImage> {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        Self::build_with(settings, None).await
+        Self::build_with(settings, Hooks::default()).await
     }
 
-    /// As `build`, with finalized sessions going to `report` instead of the
-    /// node's own ReportActor (tests count what arrives there).
-    pub async fn build_with(
-        settings: Settings,
-        report: Option<Recipient<FinalizeSession>>,
-    ) -> Result<Self, StartupError> {
+    /// As `build`, with the `hooks` given (tests).
+    pub async fn build_with(settings: Settings, hooks: Hooks) -> Result<Self, StartupError> {
+        let report = hooks.report;
         let settings = Arc::new(settings);
         let node = settings.node_name();
-        let (store, bus): (SharedStore, Option<FeedBus>) = match &settings.redis_url {
+        let (store, cluster): (SharedStore, Option<ClusterChannel>) = match &settings.redis_url {
             Some(url) => {
                 let keys = Keys::new(settings.redis_prefix.clone());
                 let redis = if settings.redis_cluster {
@@ -157,9 +167,9 @@ impl Application {
                 } else {
                     RedisStore::connect(url.expose(), keys.clone()).await?
                 };
-                let bus = FeedBus::new(redis.connection(), keys.feed());
+                let cluster = ClusterChannel::new(redis.connection(), keys.feed());
                 let buffered = WriteBuffer::start(Arc::new(redis), settings.redis_write_buffer);
-                (buffered, Some(bus))
+                (buffered, Some(cluster))
             }
             None if settings.embedded_memory => {
                 tracing::warn!(
@@ -191,37 +201,48 @@ impl Application {
 
         let shutdown = crate::shutdown::Shutdown::default();
         let (job_queue, jobs) = start_jobs(&settings, &archive, &shutdown);
-        let feed_demand = FeedDemand::default();
-        let feed = AdminFeed::new(node.clone(), bus.clone(), feed_demand.clone()).start();
-        let registry = SessionRegistry::new(SessionDeps {
-            store: Arc::clone(&store),
-            responder,
-            engine,
-            report,
-            feed: feed.clone(),
-            feed_demand,
-            bus: bus.clone(),
-            inactivity_timeout: settings.inactivity_timeout.0,
-            empty_session_grace: settings.limits.empty_session_grace.0,
-            rate: settings.limits.rate,
-            bounds: crate::session::SessionBounds::from_limits(&settings.limits),
-            node: node.clone(),
-            shutdown: shutdown.clone(),
+        // The feed is the sessions' first subscriber and holds their
+        // registry: its address exists before it starts.
+        let demand = ViewDemand::default();
+        let mut registry = None;
+        let feed = AdminFeed::create(|ctx| {
+            let mut events = Subscribers::new(ctx.address().recipient(), demand.clone());
+            for subscriber in hooks.events {
+                events = events.with_domain(subscriber);
+            }
+            let sessions = SessionRegistry::new(SessionDeps {
+                store: Arc::clone(&store),
+                responder,
+                engine,
+                report,
+                events,
+                cluster: cluster.clone(),
+                inactivity_timeout: settings.inactivity_timeout.0,
+                empty_session_grace: settings.limits.empty_session_grace.0,
+                rate: settings.limits.rate,
+                bounds: crate::session::SessionBounds::from_limits(&settings.limits),
+                node: node.clone(),
+                shutdown: shutdown.clone(),
+            });
+            registry = Some(Arc::clone(&sessions));
+            AdminFeed::new(node.clone(), cluster.clone(), demand, sessions)
         });
-        feed.do_send(AttachRegistry(Arc::clone(&registry)));
-        if let Some(bus) = bus {
-            let channel = Keys::new(settings.redis_prefix.clone()).feed();
-            admin::bus::spawn_listener(
+        let registry = registry.expect("the feed's constructor built the registry");
+        if let Some(cluster) = cluster {
+            let sessions = Arc::clone(&registry);
+            let channel = cluster.clone();
+            let routes = Routes::default().route(&crate::session::peers::KINDS, move |payload| {
+                crate::session::peers::receive(&sessions, &channel, &payload);
+            });
+            let routes = admin::replication::routes(routes, feed.clone(), cluster, node.clone());
+            crate::cluster::spawn_listener(
                 settings
                     .redis_seeds()
                     .into_iter()
                     .map(str::to_owned)
                     .collect(),
-                channel,
-                node.clone(),
-                bus,
-                feed.clone(),
-                Arc::clone(&registry),
+                Keys::new(settings.redis_prefix.clone()).feed(),
+                routes,
             );
         }
         Sweeper::new(

@@ -7,49 +7,34 @@
 //!
 //! The feed holds views only while somebody wants them — an admin here, or
 //! another node that asked (`interest.rs`) — and says so through
-//! `FeedDemand`: with nobody watching, sessions build no views and send the
+//! `ViewDemand`: with nobody watching, sessions build no views and send the
 //! feed nothing, and the first admin's snapshot is gathered from the live
 //! sessions themselves. The cluster side is in `feed_cluster.rs`. Takes
-//! `SessionChanged`, `SessionClosed`, `Subscribe`, `Unsubscribe`, `Watch`,
-//! `ListLive`, `AttachRegistry`, `RemoteEvent` and `ChannelSubscribed`.
+//! `SessionEvent` (the live views and closes of this node's sessions),
+//! `Subscribe`, `Unsubscribe`, `Watch`, `ListLive`, `RemoteEvent` and
+//! `ChannelSubscribed`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytestring::ByteString;
 use serde::Serialize;
 
-use super::bus::{BusEvent, FeedBus};
 use super::interest::Interest;
 use super::messages::*;
-use super::view::{SessionView, urgency};
+use super::replication::FeedEvent;
+use crate::cluster::ClusterChannel;
 use crate::domain::{Role, TranscriptEntry};
 use crate::session::{GetView, SessionRegistry};
+use crate::session::{SessionEvent, SessionView, ViewDemand, urgency};
 
 /// Well under the 100 ms the protocol allows from change to admin screen.
 const FLUSH: Duration = Duration::from_millis(20);
 /// How long a first admin waits for the other nodes to republish their
 /// sessions (see `interest.rs`) before it gets its snapshot.
 pub(super) const SETTLE: Duration = Duration::from_millis(150);
-
-/// Whether sessions should tell the feed about their changes: someone is
-/// watching, here or on another node. Shared by the feed (which sets it) and
-/// every session actor (which reads it on each change).
-#[derive(Debug, Clone, Default)]
-pub struct FeedDemand(Arc<AtomicBool>);
-
-impl FeedDemand {
-    pub fn wanted(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-
-    fn set(&self, wanted: bool) {
-        self.0.store(wanted, Ordering::Release);
-    }
-}
 
 struct Subscriber {
     socket: Recipient<AdminFrame>,
@@ -61,7 +46,7 @@ struct Subscriber {
 pub struct AdminFeed {
     pub(super) node: String,
     /// The cluster channel; `None` on a single node without Redis.
-    pub(super) bus: Option<FeedBus>,
+    pub(super) bus: Option<ClusterChannel>,
     pub(super) live: HashMap<String, SessionView>,
     subscribers: HashMap<u64, Subscriber>,
     pub(super) dirty: HashSet<String>,
@@ -72,9 +57,9 @@ pub struct AdminFeed {
     /// Which nodes want this node's changes, and whether this one wants theirs.
     pub(super) interest: Interest,
     /// Told to sessions: whether to send their changes.
-    demand: FeedDemand,
+    demand: ViewDemand,
     /// Where this node's own views are gathered from when demand starts.
-    registry: Option<Arc<SessionRegistry>>,
+    registry: Arc<SessionRegistry>,
     /// Gatherings in progress (demand holds while they run).
     gathering: usize,
     /// First looks being prepared: their own views gathered, the other
@@ -116,12 +101,20 @@ fn encode(frame: &FeedFrame<'_>) -> ByteString {
 }
 
 impl AdminFeed {
-    pub fn new(node: String, bus: Option<FeedBus>, demand: FeedDemand) -> Self {
+    /// The feed of `registry`'s sessions; `demand` is what the sessions
+    /// read to know whether views are wanted (the one their `Subscribers`
+    /// hold).
+    pub fn new(
+        node: String,
+        bus: Option<ClusterChannel>,
+        demand: ViewDemand,
+        registry: Arc<SessionRegistry>,
+    ) -> Self {
         Self {
             node,
             bus,
             demand,
-            registry: None,
+            registry,
             gathering: 0,
             preparing: 0,
             closed_while_gathering: HashSet::new(),
@@ -220,18 +213,14 @@ impl AdminFeed {
 
     /// Starts the demand if it is off, and gathers every live session's
     /// view from the sessions themselves (changes from then on arrive as
-    /// `SessionChanged`; the newer of the two wins by `rev`).
+    /// `SessionEvent::Changed`; the newer of the two wins by `rev`).
     pub(super) fn gather_own_views(&mut self) -> ResponseActFuture<Self, ()> {
         if self.demand.wanted() {
             return Box::pin(fut::ready(()));
         }
         self.demand.set(true);
         self.gathering += 1;
-        let addrs = self
-            .registry
-            .as_ref()
-            .map(|r| r.live_addrs())
-            .unwrap_or_default();
+        let addrs = self.registry.live_addrs();
         let asks = futures_util::future::join_all(addrs.into_iter().map(|a| a.send(GetView)));
         Box::pin(asks.into_actor(self).map(|answers, act, _| {
             act.gathering -= 1;
@@ -369,58 +358,66 @@ impl Actor for AdminFeed {
     }
 }
 
-impl Handler<SessionChanged> for AdminFeed {
+impl Handler<SessionEvent> for AdminFeed {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionChanged, _: &mut Self::Context) {
+    fn handle(&mut self, event: SessionEvent, ctx: &mut Self::Context) {
+        match event {
+            SessionEvent::Changed { view, new_entries } => {
+                self.session_changed(view, new_entries);
+            }
+            SessionEvent::Closed {
+                session_id,
+                reason,
+                priority,
+                report,
+            } => self.session_closed(ctx, session_id, reason.as_str(), priority, report),
+            // The domain events are for their own subscribers.
+            _ => {}
+        }
+    }
+}
+
+impl AdminFeed {
+    fn session_changed(&mut self, view: SessionView, new_entries: Vec<TranscriptEntry>) {
         if !self.demand.wanted() {
             return; // sent just before the demand ended
         }
         if self.bus.is_some() && self.interest.remote_wanted(Instant::now()) {
             self.outgoing
-                .entry(msg.view.session_id.clone())
+                .entry(view.session_id.clone())
                 .or_default()
-                .extend(msg.new_entries.iter().cloned());
+                .extend(new_entries.iter().cloned());
         }
-        self.apply_change(msg.view, &msg.new_entries);
+        self.apply_change(view, &new_entries);
     }
-}
 
-impl Handler<SessionClosed> for AdminFeed {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionClosed, ctx: &mut Self::Context) {
+    fn session_closed(
+        &mut self,
+        ctx: &mut Context<Self>,
+        session_id: String,
+        reason: &str,
+        priority: crate::scoring::Priority,
+        report: Option<String>,
+    ) {
         if self.gathering > 0 {
             // Its view may be among those being gathered: keep it out.
-            self.closed_while_gathering.insert(msg.session_id.clone());
+            self.closed_while_gathering.insert(session_id.clone());
         }
-        if !self.live.contains_key(&msg.session_id) {
+        if !self.live.contains_key(&session_id) {
             return; // never shown (a silent session dropped at its timeout)
         }
-        self.outgoing.remove(&msg.session_id);
-        self.apply_close(
-            &msg.session_id,
-            msg.reason,
-            msg.priority,
-            msg.report.as_deref(),
-        );
-        let event = BusEvent::Closed {
+        self.outgoing.remove(&session_id);
+        self.apply_close(&session_id, reason, priority, report.as_deref());
+        let event = FeedEvent::Closed {
             node: self.node.clone(),
-            session_id: msg.session_id,
-            reason: msg.reason.to_owned(),
-            priority: msg.priority,
-            report: msg.report,
+            session_id,
+            reason: reason.to_owned(),
+            priority,
+            report,
         };
         let watching = !self.subscribers.is_empty();
         self.publish(ctx, Some(event), watching);
-    }
-}
-
-impl Handler<AttachRegistry> for AdminFeed {
-    type Result = ();
-
-    fn handle(&mut self, msg: AttachRegistry, _: &mut Self::Context) {
-        self.registry = Some(msg.0);
     }
 }
 

@@ -1,14 +1,14 @@
 //! The AdminFeed's cluster side: publishing this node's changes on the
 //! cluster channel while other nodes want them, announcing this node's own
-//! interest, and merging the other nodes' events (`bus.rs`, `interest.rs`).
+//! interest, and merging the other nodes' events (`replication.rs`, `interest.rs`).
 
 use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::bus::BusEvent;
 use super::feed::AdminFeed;
 use super::messages::{ChannelSubscribed, RemoteEvent};
+use super::replication::FeedEvent;
 
 impl AdminFeed {
     /// Sends this node's batched changes to the other nodes that want them,
@@ -17,7 +17,7 @@ impl AdminFeed {
     pub(super) fn publish(
         &mut self,
         ctx: &mut Context<Self>,
-        event: Option<BusEvent>,
+        event: Option<FeedEvent>,
         watching: bool,
     ) {
         let Some(bus) = self.bus.clone() else {
@@ -27,7 +27,7 @@ impl AdminFeed {
         let now = Instant::now();
         let mut events = Vec::new();
         if let Some(fresh) = self.interest.announce_due(watching, now) {
-            events.push(BusEvent::Interest {
+            events.push(FeedEvent::Interest {
                 node: self.node.clone(),
                 fresh,
             });
@@ -38,7 +38,7 @@ impl AdminFeed {
                     .into_iter()
                     .filter_map(|(id, lines)| self.live.get(&id).map(|v| (v.clone(), lines)))
                     .collect();
-                events.push(BusEvent::Changed {
+                events.push(FeedEvent::Changed {
                     node: self.node.clone(),
                     sessions,
                 });
@@ -100,12 +100,12 @@ impl Handler<RemoteEvent> for AdminFeed {
 
     fn handle(&mut self, msg: RemoteEvent, ctx: &mut Self::Context) {
         match msg.0 {
-            BusEvent::Changed { sessions, .. } => {
+            FeedEvent::Changed { sessions, .. } => {
                 for (view, lines) in sessions {
                     self.apply_change(view, &lines);
                 }
             }
-            BusEvent::Closed {
+            FeedEvent::Closed {
                 session_id,
                 reason,
                 priority,
@@ -114,13 +114,7 @@ impl Handler<RemoteEvent> for AdminFeed {
             } => {
                 self.apply_close(&session_id, &reason, priority, report.as_deref());
             }
-            // Handled by the listener and the registry, not the feed.
-            BusEvent::Release { .. }
-            | BusEvent::Released { .. }
-            | BusEvent::EndRemote { .. }
-            | BusEvent::EndedRemote { .. }
-            | BusEvent::Relay(_) => {}
-            BusEvent::Hello { .. } => {
+            FeedEvent::Hello { .. } => {
                 // A node joined (nodes of earlier versions expect this).
                 if self.holds_own_views() {
                     self.republish_own();
@@ -128,7 +122,7 @@ impl Handler<RemoteEvent> for AdminFeed {
                     self.publish(ctx, None, watching);
                 }
             }
-            BusEvent::Interest { node, fresh } => {
+            FeedEvent::Interest { node, fresh } => {
                 if self.interest.heard(&node, fresh, Instant::now()) {
                     // Everything this node holds goes out, once its own
                     // views are in.

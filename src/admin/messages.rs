@@ -3,28 +3,7 @@
 use actix::{Message, Recipient};
 use bytestring::ByteString;
 
-use super::view::SessionView;
-use crate::domain::TranscriptEntry;
-
-/// A session's view changed (a visitor event, a connection came or went);
-/// `new_entries` are its transcript lines since the last change.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SessionChanged {
-    pub view: SessionView,
-    pub new_entries: Vec<TranscriptEntry>,
-}
-
-/// A session left the live view.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SessionClosed {
-    pub session_id: String,
-    pub reason: &'static str,
-    pub priority: crate::scoring::Priority,
-    /// `session_{ID}.pdf`, or `None` for a session dropped without a report.
-    pub report: Option<String>,
-}
+use crate::session::SessionView;
 
 /// Ready-to-send frames for one admin socket: everything of one flush in one
 /// message, so a burst costs each socket one mailbox slot.
@@ -62,15 +41,9 @@ pub struct ListLive;
 /// Another node's change, from the cluster channel.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct RemoteEvent(pub super::bus::BusEvent);
+pub struct RemoteEvent(pub super::replication::FeedEvent);
 
 /// The cluster channel was (re)subscribed: events may have been missed.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ChannelSubscribed;
-
-/// The session registry, for gathering views when demand starts (the
-/// registry is built after the feed, which it needs).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AttachRegistry(pub std::sync::Arc<crate::session::SessionRegistry>);

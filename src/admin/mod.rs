@@ -2,13 +2,13 @@
 //! every session and fans changes out to admin sockets, and the view itself.
 //! The admin socket actor lives with the other connection actors in `http`.
 
-pub mod bus;
 mod feed;
 mod feed_cluster;
 mod interest;
 pub mod messages;
-mod view;
+pub mod replication;
 
-pub use feed::{AdminFeed, FeedDemand};
+pub use feed::AdminFeed;
 pub use messages::*;
-pub use view::{SessionView, ViewState};
+// The view is the session's (`session::view`); the feed shows it.
+pub use crate::session::{SessionView, ViewState};

@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use super::auth::Admin;
 use super::{ApiError, AppState};
-use crate::admin::bus::RemoteEnd;
 use crate::admin::{ListLive, SessionView};
 use crate::archive::{MailStatus, SessionQuery};
 use crate::domain::{EndReason, SessionId};
+use crate::session::RemoteEnd;
 use crate::session::{EndOutcome, EndSession, GetTranscript, Lookup};
 use crate::wire::ErrorCode;
 

@@ -5,9 +5,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
-use crate::admin::bus::RemoteEnd;
 use crate::domain::{EndReason, SessionId};
 use crate::report::ReportOutcome;
+use crate::session::RemoteEnd;
 use crate::session::{EndOutcome, EndSession, Lookup};
 use crate::wire::ErrorCode;
 

@@ -18,9 +18,10 @@ use chrono::{DateTime, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use super::events::SessionEvent;
 use super::messages::*;
 use super::registry::SessionRegistry;
-use crate::admin::{SessionChanged, SessionView, ViewState};
+use super::view::{SessionView, ViewState};
 use crate::bot::ReplyContext;
 use crate::domain::{Contact, Role, SessionId, TranscriptEntry};
 use crate::scoring::{ContactFacts, LeadScore, LeadTracker};
@@ -302,6 +303,7 @@ impl SessionActor {
             client_msg_id: None,
         };
         let now = Utc::now();
+        let was = Announced::before(self);
         self.contact = contact;
         self.contact_collected = true;
         self.last_interaction = now;
@@ -312,6 +314,7 @@ impl SessionActor {
         self.reset_inactivity_timer(ctx);
         self.persist_then(ctx, conn_id, None, true, before, move |act, _| {
             act.send_to(conn_id, ServerFrame::ContactOk.encode());
+            act.announce(was, true, now);
         });
     }
 
@@ -348,6 +351,7 @@ impl SessionActor {
         };
         let deps = Arc::clone(self.registry.deps());
         let now = Utc::now();
+        let was = Announced::before(self);
         self.total_queries += 1;
         self.last_interaction = now;
         let reply = deps.responder.reply(&ReplyContext {
@@ -399,8 +403,40 @@ impl SessionActor {
                     act.broadcast(&frame.encode(), false, None);
                 }
                 metrics::histogram!(names::REPLY_LATENCY).record(received.elapsed().as_secs_f64());
+                act.announce(was, false, now);
             },
         );
+    }
+
+    /// The domain events of a visitor event now stored: the session's
+    /// start, the contact details, a new priority.
+    fn announce(&self, was: Announced, contact: bool, at: DateTime<Utc>) {
+        let events = &self.registry.deps().events;
+        let session_id = self.id.to_string();
+        if !was.active {
+            events.send(SessionEvent::Started {
+                session_id: session_id.clone(),
+                channel: "web",
+                at,
+            });
+        }
+        if contact {
+            events.send(SessionEvent::ContactCollected {
+                session_id: session_id.clone(),
+                contact: self.contact.clone(),
+                at,
+            });
+        }
+        if was.priority != self.score.priority {
+            events.send(SessionEvent::PriorityChanged {
+                session_id,
+                from: was.priority,
+                to: self.score.priority,
+                lead_score: self.score.lead_score,
+                signals: self.score.signals.clone(),
+                at,
+            });
+        }
     }
 
     fn rescore(&mut self, now: DateTime<Utc>) {
@@ -433,14 +469,15 @@ impl SessionActor {
     /// said anything in stay off the sales team's screen.
     pub(super) fn publish(&self, new_from: usize) {
         let deps = self.registry.deps();
-        if !deps.feed_demand.wanted() {
+        if !deps.events.views_wanted() {
             return;
         }
         let Some(view) = self.view() else {
             return;
         };
         let new_entries = self.transcript.get(new_from..).unwrap_or_default().to_vec();
-        deps.feed.do_send(SessionChanged { view, new_entries });
+        deps.events
+            .send(SessionEvent::Changed { view, new_entries });
     }
 
     /// The SESSION of PROTOCOL §4, once there is anything to show.
@@ -556,5 +593,21 @@ impl Actor for SessionActor {
     fn stopped(&mut self, ctx: &mut Self::Context) {
         metrics::gauge!(names::LIVE_SESSIONS).decrement(1.0);
         self.registry.remove(self.id, &ctx.address());
+    }
+}
+
+/// What a visitor event is compared with once it is stored.
+#[derive(Debug, Clone, Copy)]
+struct Announced {
+    active: bool,
+    priority: crate::scoring::Priority,
+}
+
+impl Announced {
+    fn before(session: &SessionActor) -> Self {
+        Self {
+            active: session.has_activity(),
+            priority: session.score.priority,
+        }
     }
 }

@@ -9,8 +9,8 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use super::actor::{Lifecycle, SessionActor};
+use super::events::SessionEvent;
 use super::messages::EndOutcome;
-use crate::admin::SessionClosed;
 use crate::domain::EndReason;
 use crate::report::{FinalizeSession, FinalizedSession};
 use crate::telemetry::names;
@@ -128,9 +128,9 @@ impl SessionActor {
 
     fn end(&mut self, ctx: &mut Context<Self>, reason: EndReason, reported: bool) {
         self.state = Lifecycle::Ended;
-        self.registry.deps().feed.do_send(SessionClosed {
+        self.registry.deps().events.send(SessionEvent::Closed {
             session_id: self.id.to_string(),
-            reason: reason.as_str(),
+            reason,
             priority: self.score.priority,
             report: reported.then(|| self.id.report_file_name()),
         });

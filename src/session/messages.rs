@@ -113,7 +113,7 @@ pub struct GetTranscript;
 /// How the session looks now (the admin feed starts watching); `None` for
 /// a session with nothing to show yet.
 #[derive(Debug, Message)]
-#[rtype(result = "Option<crate::admin::SessionView>")]
+#[rtype(result = "Option<super::view::SessionView>")]
 pub struct GetView;
 
 /// Another node took the session over (the visitor reconnected there): stop

@@ -13,10 +13,10 @@ use dashmap::mapref::entry::Entry;
 
 use super::actor::SessionActor;
 use super::messages::SocketFrame;
+use super::peers::{PeerEvent, RemoteEnd};
 use super::relay::RelayHub;
-use crate::admin::bus::{BusEvent, FeedBus, RemoteEnd};
-use crate::admin::{AdminFeed, FeedDemand};
 use crate::bot::Responder;
+use crate::cluster::ClusterChannel;
 use crate::domain::SessionId;
 use crate::report::FinalizeSession;
 use crate::scoring::Engine;
@@ -29,12 +29,11 @@ pub struct SessionDeps {
     pub responder: Arc<dyn Responder>,
     pub engine: Engine,
     pub report: Recipient<FinalizeSession>,
-    /// This node's admin feed.
-    pub feed: Addr<AdminFeed>,
-    /// Whether the feed wants the sessions' changes now.
-    pub feed_demand: FeedDemand,
+    /// Who hears the sessions: the admin feed's live views, and the
+    /// domain events' subscribers.
+    pub events: super::Subscribers,
     /// The cluster channel (Redis only): asks another node to hand over.
-    pub bus: Option<FeedBus>,
+    pub cluster: Option<ClusterChannel>,
     pub inactivity_timeout: Duration,
     /// How long a fresh session nobody spoke in outlives its last socket.
     pub empty_session_grace: Duration,
@@ -118,7 +117,7 @@ pub struct OpenedSession {
 
 impl SessionRegistry {
     pub fn new(deps: SessionDeps) -> Arc<Self> {
-        let relay = Arc::new(RelayHub::new(deps.node.clone(), deps.bus.clone()));
+        let relay = Arc::new(RelayHub::new(deps.node.clone(), deps.cluster.clone()));
         Arc::new(Self {
             live: DashMap::new(),
             deps: Arc::new(deps),
@@ -255,14 +254,14 @@ impl SessionRegistry {
         owner: Option<&str>,
     ) -> Result<bool, StoreError> {
         let me = self.deps.node.as_str();
-        let Some(bus) = &self.deps.bus else {
+        let Some(bus) = &self.deps.cluster else {
             return Ok(false);
         };
         let moved = match owner {
             Some(owner) if owner != me && self.deps.store.node_alive(owner).await? => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 self.handovers.insert(id.to_string(), tx);
-                let request = BusEvent::Release {
+                let request = PeerEvent::Release {
                     node: me.to_owned(),
                     owner: owner.to_owned(),
                     session_id: id.to_string(),
@@ -290,7 +289,7 @@ impl SessionRegistry {
         reason: crate::domain::EndReason,
     ) -> Result<Option<RemoteEnd>, StoreError> {
         let me = self.deps.node.as_str();
-        let Some(bus) = &self.deps.bus else {
+        let Some(bus) = &self.deps.cluster else {
             return Ok(None);
         };
         let Some(stored) = self.deps.store.load(id).await? else {
@@ -305,7 +304,7 @@ impl SessionRegistry {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.forwarded_ends.insert(id.to_string(), tx);
-        bus.publish(&BusEvent::EndRemote {
+        bus.publish(&PeerEvent::EndRemote {
             node: me.to_owned(),
             owner: owner.clone(),
             session_id: id.to_string(),

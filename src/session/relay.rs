@@ -26,7 +26,8 @@ use super::messages::{
     Connect, Disconnect, FrameRefused, SOCKET_MAILBOX, SocketClose, SocketFrame, VisitorCommand,
     VisitorFrame,
 };
-use crate::admin::bus::{BusEvent, FeedBus};
+use super::peers::PeerEvent;
+use crate::cluster::ClusterChannel;
 use crate::domain::{Contact, SessionId};
 use crate::store::SharedStore;
 use crate::telemetry::names;
@@ -187,14 +188,14 @@ pub struct RelayHub {
 
 impl RelayHub {
     /// Without a cluster channel there is nothing to relay to.
-    pub fn new(node: String, bus: Option<FeedBus>) -> Self {
+    pub fn new(node: String, bus: Option<ClusterChannel>) -> Self {
         let queue = bus.map(|bus| {
             let (tx, mut rx) = mpsc::channel::<RelayEvent>(QUEUE);
             // One publisher per node keeps the events in the order they were
             // queued (Redis delivers one connection's messages in order).
             actix::spawn(async move {
                 while let Some(event) = rx.recv().await {
-                    bus.publish(&BusEvent::Relay(event)).await;
+                    bus.publish(&PeerEvent::Relay(event)).await;
                 }
             });
             tx
@@ -544,7 +545,7 @@ mod tests {
 
     #[test]
     fn relay_events_round_trip_inside_the_bus_event() {
-        let event = BusEvent::Relay(RelayEvent::In {
+        let event = PeerEvent::Relay(RelayEvent::In {
             node: "a".into(),
             to: "b".into(),
             link: 7,
@@ -554,13 +555,13 @@ mod tests {
             },
         });
         let json = serde_json::to_string(&event).expect("encodes");
-        let back: BusEvent = serde_json::from_str(&json).expect("decodes");
-        let BusEvent::Relay(RelayEvent::In { link, command, .. }) = back else {
+        let back: PeerEvent = serde_json::from_str(&json).expect("decodes");
+        let PeerEvent::Relay(RelayEvent::In { link, command, .. }) = back else {
             panic!("{json}");
         };
         assert_eq!(link, 7);
         assert!(matches!(command, RelayCommand::Message { text, .. } if text == "hi"));
-        let out = BusEvent::Relay(RelayEvent::Out {
+        let out = PeerEvent::Relay(RelayEvent::Out {
             node: "a".into(),
             to: "b".into(),
             link: 1,
@@ -570,8 +571,8 @@ mod tests {
         });
         let json = serde_json::to_string(&out).expect("encodes");
         assert!(matches!(
-            serde_json::from_str::<BusEvent>(&json).expect("decodes"),
-            BusEvent::Relay(RelayEvent::Out {
+            serde_json::from_str::<PeerEvent>(&json).expect("decodes"),
+            PeerEvent::Relay(RelayEvent::Out {
                 close: Some(SocketClose::OwnerGone),
                 ..
             })

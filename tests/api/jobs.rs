@@ -29,19 +29,7 @@ async fn the_admin_lists_jobs_by_state_and_kind() {
         .await
         .expect("enqueue")
         .id();
-    let hook = archive
-        .enqueue(&new("webhook", "hook:1"), now)
-        .await
-        .expect("enqueue")
-        .id();
-    let claimed = archive
-        .claim_jobs(&["webhook"], now, 1, std::time::Duration::from_secs(60))
-        .await
-        .expect("claim");
-    archive
-        .fail_job(claimed[0].claim(), "HTTP 410", None, now)
-        .await
-        .expect("fail");
+    let hook = dead_job(&archive, &new("webhook", "hook:1"), "HTTP 410").await;
 
     let all = app.admin_json("/api/jobs", TOKEN).await;
     let ids: Vec<i64> = all["jobs"]
@@ -217,19 +205,7 @@ async fn the_admin_cancels_and_retries_jobs() {
         .expect("enqueue")
         .id();
     // A job of a kind no node here runs, dead after its one attempt.
-    let dead = archive
-        .enqueue(&new("test.nobody", "nobody:1", now), now)
-        .await
-        .expect("enqueue")
-        .id();
-    let claimed = archive
-        .claim_jobs(&["test.nobody"], now, 1, std::time::Duration::from_secs(60))
-        .await
-        .expect("claim");
-    archive
-        .fail_job(claimed[0].claim(), "HTTP 400", None, now)
-        .await
-        .expect("fail");
+    let dead = dead_job(&archive, &new("test.nobody", "nobody:1", now), "HTTP 400").await;
     let post = |path: String| {
         let req = app.http.post(app.url(&path)).bearer_auth(TOKEN);
         async move {
@@ -287,4 +263,26 @@ async fn the_admin_cancels_and_retries_jobs() {
         .expect("request");
     assert_eq!(anonymous.status().as_u16(), 401);
     app.stop().await;
+}
+
+/// Enqueues `job` (due now, of a kind this node does not run), claims it
+/// and fails it for good with `error`; its id.
+async fn dead_job(archive: &Archive, job: &NewJob, error: &str) -> i64 {
+    let now = Utc::now();
+    let id = archive.enqueue(job, now).await.expect("enqueue").id();
+    let claimed = archive
+        .claim_jobs(
+            &[job.kind.as_str()],
+            now,
+            1,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(claimed.first().map(|j| j.id), Some(id));
+    archive
+        .fail_job(claimed[0].claim(), error, None, now)
+        .await
+        .expect("fail");
+    id
 }

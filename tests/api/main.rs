@@ -5,6 +5,7 @@ mod admin_feed;
 mod clients;
 mod cross_origin;
 mod end_session;
+mod events;
 mod finalize;
 mod handover;
 mod jobs;

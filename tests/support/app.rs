@@ -169,6 +169,8 @@ impl TestApp {
 pub struct TestSettings {
     pub settings: Settings,
     pub dir: std::sync::Arc<tempfile::TempDir>,
+    /// Subscribers of the sessions' domain events.
+    pub events: Vec<actix::Recipient<leadchat::session::SessionEvent>>,
 }
 
 impl std::ops::Deref for TestSettings {
@@ -219,6 +221,7 @@ pub fn test_settings(kind: StoreKind) -> TestSettings {
     TestSettings {
         settings,
         dir: std::sync::Arc::new(dir),
+        events: Vec::new(),
     }
 }
 
@@ -237,13 +240,21 @@ pub async fn spawn_full_app(settings: TestSettings) -> TestApp {
 }
 
 async fn spawn(test: TestSettings, collect: bool) -> TestApp {
-    let TestSettings { settings, dir } = test;
+    let TestSettings {
+        settings,
+        dir,
+        events,
+    } = test;
     if std::env::var_os("TEST_LOG").is_some() {
         leadchat::telemetry::init_tracing();
     }
     let finalized = Finalized::default();
     let collector = collect.then(|| Collector(finalized.clone()).start().recipient());
-    let app = Application::build_with(settings, collector)
+    let hooks = leadchat::startup::Hooks {
+        report: collector,
+        events,
+    };
+    let app = Application::build_with(settings, hooks)
         .await
         .expect("the application starts (is Redis running on 127.0.0.1:6379?)");
     let addr = app.addr();
