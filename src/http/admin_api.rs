@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::auth::Admin;
+use super::session_detail::SessionDetailJson;
 use super::{ApiError, AppState};
 use crate::admin::{ListLive, SessionView};
 use crate::archive::{MailStatus, SessionQuery};
@@ -266,28 +267,14 @@ pub async fn get_session(
                 .map(|s| s.entries),
         };
         if let Some(transcript) = transcript {
-            let mut body = serde_json::to_value(&view).unwrap_or_default();
-            body["transcript"] = serde_json::to_value(&transcript).unwrap_or_default();
-            return Ok(HttpResponse::Ok().json(body));
+            return Ok(HttpResponse::Ok().json(SessionDetailJson::live(&view, &transcript)));
         }
     }
     let detail = archived(&state, id).await?;
-    let s = &detail.session;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "session_id": s.session_id,
-        "name": s.name, "email": s.email, "phone": s.phone, "organization": s.organization,
-        "lead_score": s.lead_score, "priority": s.priority, "engagement_score": s.engagement_score,
-        "total_queries": s.total_queries, "signals": s.signals,
-        "first_interaction": s.first_interaction, "last_interaction": s.last_interaction,
-        "finalized_at": s.finalized_at, "end_reason": s.end_reason, "node": s.node,
-        "state": "archived",
-        "report": s.report_path.as_ref().map(|_| format!("/api/sessions/{}/report.pdf", s.session_id)),
-        "transcript": s.messages,
-        "mail": detail.mail.map(|m| serde_json::json!({
-            "status": m.status, "attempts": m.attempts, "last_error": m.last_error,
-            "sent_at": m.sent_at, "recipients": m.recipients, "message_id": m.message_id,
-        })),
-    })))
+    Ok(HttpResponse::Ok().json(SessionDetailJson::archived(
+        &detail.session,
+        detail.mail.as_ref(),
+    )))
 }
 
 /// `GET /api/sessions/{id}/report.pdf`: the archived report.

@@ -12,6 +12,7 @@ mod error;
 mod frame_guard;
 mod request_guard;
 mod rest;
+mod session_detail;
 mod visitor_socket;
 mod widget;
 mod write_deadline;
