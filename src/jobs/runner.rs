@@ -1,5 +1,7 @@
 //! This node's job runner: claims due jobs of the kinds it has handlers for,
-//! at most `concurrency` at a time, and runs each as a task of its own.
+//! at most `concurrency` at a time, and runs each as a task of its own — on
+//! a thread and runtime of its own at nice 10, so however many jobs are due
+//! the chats keep their cores (README: the chat p99 while jobs run).
 //!
 //! A running job's lease is renewed every third of the lease, so a long
 //! attempt keeps its claim while a dead node's claims run out and are taken
@@ -87,12 +89,45 @@ impl JobRunner {
         kinds
     }
 
-    /// Starts claiming (needs a Tokio runtime); stops when `shutdown` fires.
+    /// Starts claiming on a thread of its own at a lower CPU priority
+    /// (nice 10), so jobs never take a core from the chats while they need
+    /// it; stops claiming when `shutdown` fires, and the thread ends once
+    /// the attempts in flight are over (or at `kill`, or when the
+    /// `RunningJobs` is dropped).
     pub fn start(self, shutdown: Shutdown) -> RunningJobs {
         let concurrency = self.options.concurrency.max(1);
         let permits = Arc::new(Semaphore::new(concurrency));
         let killed = self.killed.clone();
-        tokio::spawn(self.run(Arc::clone(&permits), shutdown));
+        let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+        let run_permits = Arc::clone(&permits);
+        let spawned = std::thread::Builder::new()
+            .name("leadchat-jobs".into())
+            .spawn(move || {
+                lower_priority();
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot start the job runner's runtime; no jobs run on this node");
+                        return;
+                    }
+                };
+                let killed = self.killed.clone();
+                runtime.block_on(async move {
+                    self.run(Arc::clone(&run_permits), shutdown).await;
+                    // The attempts in flight finish unless the node is
+                    // going away at once.
+                    tokio::select! {
+                        _ = run_permits.acquire_many(all) => {}
+                        () = killed.wait() => {}
+                    }
+                });
+            });
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "cannot start the job runner's thread; no jobs run on this node");
+        }
         RunningJobs {
             permits,
             concurrency,
@@ -234,6 +269,24 @@ impl JobRunner {
     }
 }
 
+/// How much lower the runner's thread runs than the chats.
+const RUNNER_NICE: i32 = 10;
+
+/// nice 10 on this thread only (Linux applies `setpriority` to a thread id
+/// alone).
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(err) = rustix::process::setpriority_process(Some(tid), RUNNER_NICE) {
+        tracing::warn!(error = %err, "cannot lower the job runner's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {
+    let _ = RUNNER_NICE;
+}
+
 fn count(kind: &str, outcome: &'static str, started: Instant) {
     metrics::counter!(names::JOB_RUNS, "kind" => kind.to_owned(), "outcome" => outcome)
         .increment(1);
@@ -263,6 +316,13 @@ impl RunningJobs {
     /// out and another node runs them again (tests; a node stops through its
     /// shutdown).
     pub fn kill(&self) {
+        self.killed.trigger();
+    }
+}
+
+impl Drop for RunningJobs {
+    /// Nobody can drain the runner any more: its thread ends.
+    fn drop(&mut self) {
         self.killed.trigger();
     }
 }
