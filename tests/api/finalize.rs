@@ -309,8 +309,7 @@ async fn without_a_token_setting_the_admin_api_is_refused() {
 #[actix_web::test]
 async fn a_send_slower_than_the_lease_is_accepted_once() {
     let inbox = smtp::Inbox::slow(Duration::from_secs(3));
-    let port = smtp::free_port();
-    smtp::serve_on(port, inbox.clone());
+    let port = smtp::start_with(inbox.clone());
     let mut settings = full_settings(StoreKind::Memory, port);
     settings.mail_lease = HumanDuration(Duration::from_millis(600));
     settings.mail_poll_interval = HumanDuration(Duration::from_millis(100));

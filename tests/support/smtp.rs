@@ -132,7 +132,8 @@ fn serve(listener: TcpListener, inbox: Inbox) {
 
 pub fn start() -> (u16, Inbox) {
     let inbox = Inbox::default();
-    let port = free_port();
-    serve_on(port, inbox.clone());
+    // Bound once and kept: a port picked first and bound later can be
+    // taken meanwhile by another test's server.
+    let port = start_with(inbox.clone());
     (port, inbox)
 }
