@@ -8,13 +8,19 @@ use crate::support::app::*;
 
 const TOKEN: &str = "jobs-admin-token-0123";
 
-#[actix_web::test]
-async fn the_admin_lists_jobs_by_state_and_kind() {
+/// A node with the admin API on, and its archive opened beside it.
+async fn node_and_archive() -> (TestApp, Archive) {
     let mut settings = test_settings(StoreKind::Memory);
     settings.admin_token = Some(TOKEN.into());
     let db = settings.database_url.expose().to_owned();
     let app = settings.spawn().await;
     let archive = Archive::connect(&db).await.expect("archive");
+    (app, archive)
+}
+
+#[actix_web::test]
+async fn the_admin_lists_jobs_by_state_and_kind() {
+    let (app, archive) = node_and_archive().await;
     let now = Utc::now();
     let new = |kind: &str, key: &str| NewJob {
         kind: kind.into(),
@@ -183,11 +189,7 @@ async fn finished_jobs_older_than_jobs_keep_are_pruned_by_the_hourly_prune_job()
 /// once); a done, running or unknown one is refused with a clear answer.
 #[actix_web::test]
 async fn the_admin_cancels_and_retries_jobs() {
-    let mut settings = test_settings(StoreKind::Memory);
-    settings.admin_token = Some(TOKEN.into());
-    let db = settings.database_url.expose().to_owned();
-    let app = settings.spawn().await;
-    let archive = Archive::connect(&db).await.expect("archive");
+    let (app, archive) = node_and_archive().await;
     let now = Utc::now();
     let new = |kind: &str, key: &str, due_at| NewJob {
         kind: kind.into(),
