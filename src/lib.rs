@@ -6,6 +6,7 @@ pub mod archive;
 pub mod bot;
 pub mod cluster;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod mail;

@@ -12,6 +12,7 @@ use crate::admin::{self, AdminFeed};
 use crate::archive::Archive;
 use crate::bot::{KnowledgeBase, Responder};
 use crate::cluster::{ClusterChannel, Routes};
+use crate::events::{DomainEvent, EventSink};
 use crate::http::{self, Admission, AppState, ClientLimits};
 use crate::jobs::runner::RunningJobs;
 use crate::jobs::{JobRunner, Jobs, Prune, RunnerOptions};
@@ -20,9 +21,7 @@ use crate::report::{
     Brand, Drain, FinalizeSession, LogoImage, RenderPool, ReportActor, ReportDeps, ReportRenderer,
 };
 use crate::scoring::{Engine, ScoringConfig};
-use crate::session::{
-    SessionDeps, SessionEvent, SessionRegistry, Subscribers, Sweeper, ViewDemand,
-};
+use crate::session::{SessionDeps, SessionRegistry, Subscribers, Sweeper, ViewDemand};
 use crate::settings::Settings;
 use crate::store::keys::Keys;
 use crate::store::{EmbeddedStore, MemoryStore, RedisStore, SharedStore, WriteBuffer};
@@ -68,8 +67,8 @@ pub struct Hooks {
     /// Finalized sessions go here instead of the node's own ReportActor
     /// (tests count what arrives).
     pub report: Option<Recipient<FinalizeSession>>,
-    /// More subscribers of the sessions' domain events.
-    pub events: Vec<Recipient<SessionEvent>>,
+    /// Subscribers of the domain events (`crate::events`).
+    pub events: Vec<Recipient<DomainEvent>>,
 }
 
 /// The finalize pipeline's actors.
@@ -83,6 +82,7 @@ impl Pipeline {
         settings: &Settings,
         archive: Archive,
         store: SharedStore,
+        events: EventSink,
     ) -> Result<Self, StartupError> {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -114,6 +114,7 @@ impl Pipeline {
             poll_interval: settings.mail_poll_interval.0,
             lease: settings.mail_lease.0,
             max_in_flight: 8,
+            events: events.clone(),
         })
         .start();
         let report = ReportActor::new(ReportDeps {
@@ -125,6 +126,7 @@ impl Pipeline {
             brand,
             mail_from: settings.mail_from.clone(),
             mail_to,
+            events,
         })
         .start();
         Ok(Self { report, mailer })
@@ -196,7 +198,13 @@ impl Application {
         let responder: Arc<dyn Responder> = Arc::new(load_knowledge(&settings)?);
         let engine = Engine::new(load_scoring(&settings)?)?;
         let archive = Archive::connect(settings.database_url.expose()).await?;
-        let pipeline = Pipeline::start(&settings, archive.clone(), Arc::clone(&store))?;
+        let domain_events = EventSink::new(hooks.events);
+        let pipeline = Pipeline::start(
+            &settings,
+            archive.clone(),
+            Arc::clone(&store),
+            domain_events.clone(),
+        )?;
         let report = report.unwrap_or_else(|| pipeline.report.clone().recipient());
 
         let shutdown = crate::shutdown::Shutdown::default();
@@ -206,10 +214,7 @@ impl Application {
         let demand = ViewDemand::default();
         let mut registry = None;
         let feed = AdminFeed::create(|ctx| {
-            let mut events = Subscribers::new(ctx.address().recipient(), demand.clone());
-            for subscriber in hooks.events {
-                events = events.with_domain(subscriber);
-            }
+            let events = Subscribers::new(ctx.address().recipient(), demand.clone(), domain_events);
             let sessions = SessionRegistry::new(SessionDeps {
                 store: Arc::clone(&store),
                 responder,

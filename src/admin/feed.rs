@@ -372,8 +372,6 @@ impl Handler<SessionEvent> for AdminFeed {
                 priority,
                 report,
             } => self.session_closed(ctx, session_id, reason.as_str(), priority, report),
-            // The domain events are for their own subscribers.
-            _ => {}
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct MailerDeps {
     /// How long a claimed mail stays hidden from other pollers and nodes.
     pub lease: Duration,
     pub max_in_flight: usize,
+    /// Told `report.mailed` once a mail is accepted.
+    pub events: crate::events::EventSink,
 }
 
 /// A report mail was queued in the outbox as `mail_id`, held by its
@@ -294,7 +296,15 @@ async fn deliver(deps: &MailerDeps, mail: &OutboxMail, context: &MailContext) {
         Ok(()) => {
             metrics::counter!(names::MAILS_SENT).increment(1);
             tracing::info!(recipients = context.to.len(), "report mail sent");
-            deps.archive.mark_sent(mail_id, Utc::now()).await
+            let sent_at = Utc::now();
+            let recorded = deps.archive.mark_sent(mail_id, sent_at).await;
+            deps.events.send(crate::events::DomainEvent::ReportMailed {
+                session_id: mail.session_id.clone(),
+                recipients: mail.recipients.clone(),
+                message_id: mail.message_id.clone(),
+                at: sent_at,
+            });
+            recorded
         }
         Err(SendError::Transient(err)) => {
             let wait = backoff(u32::try_from(attempts).unwrap_or(0));

@@ -37,6 +37,8 @@ pub struct ReportDeps {
     pub brand: Brand,
     pub mail_from: String,
     pub mail_to: Vec<String>,
+    /// Told `session.finalized` once a session is archived.
+    pub events: crate::events::EventSink,
 }
 
 pub struct ReportActor {
@@ -158,7 +160,15 @@ async fn process(deps: &ReportDeps, session: FinalizedSession) -> ReportOutcome 
         tracing::warn!(error = %err, "cannot drop the session from the deadline index; the sweeper will");
     }
     let mail_id = match outcome {
-        ArchiveOutcome::Archived { mail_id } => mail_id,
+        ArchiveOutcome::Archived { mail_id } => {
+            deps.events
+                .send(crate::events::DomainEvent::SessionFinalized {
+                    session_id: archived.session_id.clone(),
+                    reason: archived.end_reason,
+                    at: archived.finalized_at,
+                });
+            mail_id
+        }
         ArchiveOutcome::AlreadyArchived => {
             tracing::info!("session already archived; no second report");
             return ReportOutcome::AlreadyArchived;

@@ -24,6 +24,7 @@ use super::registry::SessionRegistry;
 use super::view::{SessionView, ViewState};
 use crate::bot::ReplyContext;
 use crate::domain::{Contact, Role, SessionId, TranscriptEntry};
+use crate::events::DomainEvent;
 use crate::scoring::{ContactFacts, LeadScore, LeadTracker};
 use crate::store::{LeadRecord, SessionUpdate, StoredSession};
 use crate::telemetry::names;
@@ -414,21 +415,21 @@ impl SessionActor {
         let events = &self.registry.deps().events;
         let session_id = self.id.to_string();
         if !was.active {
-            events.send(SessionEvent::Started {
+            events.domain(DomainEvent::SessionStarted {
                 session_id: session_id.clone(),
                 channel: "web",
                 at,
             });
         }
         if contact {
-            events.send(SessionEvent::ContactCollected {
+            events.domain(DomainEvent::ContactCollected {
                 session_id: session_id.clone(),
                 contact: self.contact.clone(),
                 at,
             });
         }
         if was.priority != self.score.priority {
-            events.send(SessionEvent::PriorityChanged {
+            events.domain(DomainEvent::PriorityChanged {
                 session_id,
                 from: was.priority,
                 to: self.score.priority,

@@ -1,34 +1,28 @@
-//! The sessions' domain events (PROTOCOL §12: `session.started`,
-//! `contact.collected`, `lead.priority_changed`) reach a subscriber the node
-//! was given, in the session's order, once what they report is stored —
-//! and the admin feed's live views do not.
+//! The domain events (PROTOCOL §12: `session.started`, `contact.collected`,
+//! `lead.priority_changed`, `session.finalized`, `report.mailed`) reach a
+//! subscriber the node was given, in the session's order, once what they
+//! report is stored — and the admin feed's live views do not.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::{Actor, Context, Handler};
+use leadchat::events::DomainEvent;
 use leadchat::scoring::Priority;
-use leadchat::session::SessionEvent;
 use serde_json::json;
 
 use crate::support::app::*;
 
 #[derive(Clone, Default)]
-struct Heard(Arc<Mutex<Vec<SessionEvent>>>);
+struct Heard(Arc<Mutex<Vec<DomainEvent>>>);
 
 impl Heard {
-    fn of(&self, session_id: &str) -> Vec<SessionEvent> {
+    fn of(&self, session_id: &str) -> Vec<DomainEvent> {
         self.0
             .lock()
             .expect("lock")
             .iter()
-            .filter(|e| match e {
-                SessionEvent::Started { session_id: s, .. }
-                | SessionEvent::ContactCollected { session_id: s, .. }
-                | SessionEvent::PriorityChanged { session_id: s, .. }
-                | SessionEvent::Closed { session_id: s, .. } => s == session_id,
-                SessionEvent::Changed { view, .. } => view.session_id == session_id,
-            })
+            .filter(|e| e.session_id() == session_id)
             .cloned()
             .collect()
     }
@@ -40,10 +34,10 @@ impl Actor for Listener {
     type Context = Context<Self>;
 }
 
-impl Handler<SessionEvent> for Listener {
+impl Handler<DomainEvent> for Listener {
     type Result = ();
 
-    fn handle(&mut self, event: SessionEvent, _: &mut Self::Context) {
+    fn handle(&mut self, event: DomainEvent, _: &mut Self::Context) {
         self.0.0.lock().expect("lock").push(event);
     }
 }
@@ -51,11 +45,14 @@ impl Handler<SessionEvent> for Listener {
 #[actix_web::test]
 async fn a_chat_tells_its_subscriber_it_started_who_the_visitor_is_and_how_hot_the_lead_got() {
     let heard = Heard::default();
+    let (port, inbox) = crate::support::smtp::start();
     let mut settings = test_settings(StoreKind::Redis);
+    settings.smtp_url = Some(format!("smtp://127.0.0.1:{port}").into());
+    settings.mail_to = "sales@example.com".into();
     settings
         .events
         .push(Listener(heard.clone()).start().recipient());
-    let app = settings.spawn().await;
+    let app = settings.spawn_full().await;
 
     // A session nobody speaks in says nothing.
     let (_silent, silent) = app.connect(None).await;
@@ -86,24 +83,20 @@ async fn a_chat_tells_its_subscriber_it_started_who_the_visitor_is_and_how_hot_t
         heard
             .of(&id)
             .iter()
-            .any(|e| matches!(e, SessionEvent::PriorityChanged { to, .. } if *to >= Priority::High))
+            .any(|e| matches!(e, DomainEvent::PriorityChanged { to, .. } if *to >= Priority::High))
     })
     .await;
     let events = heard.of(&id);
     assert!(settled, "{events:#?}");
-    let types: Vec<&str> = events.iter().filter_map(SessionEvent::event_type).collect();
+    let types: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
     assert_eq!(types.first(), Some(&"session.started"), "{types:?}");
     assert_eq!(types.iter().filter(|t| **t == "session.started").count(), 1);
     assert_eq!(
         types.iter().filter(|t| **t == "contact.collected").count(),
         1
     );
-    assert!(
-        events.iter().all(|e| e.event_type().is_some()),
-        "live views go to the feed only: {events:#?}"
-    );
     let contact = events.iter().find_map(|e| match e {
-        SessionEvent::ContactCollected { contact, .. } => Some(contact.clone()),
+        DomainEvent::ContactCollected { contact, .. } => Some(contact.clone()),
         _ => None,
     });
     assert_eq!(
@@ -113,7 +106,7 @@ async fn a_chat_tells_its_subscriber_it_started_who_the_visitor_is_and_how_hot_t
     // Each change starts where the last one ended.
     let mut at = Priority::Low;
     for event in &events {
-        if let SessionEvent::PriorityChanged {
+        if let DomainEvent::PriorityChanged {
             from, to, signals, ..
         } = event
         {
@@ -124,4 +117,36 @@ async fn a_chat_tells_its_subscriber_it_started_who_the_visitor_is_and_how_hot_t
         }
     }
     assert!(heard.of(&silent).is_empty());
+
+    // The chat ends: archived once, then mailed once.
+    ws.send(json!({"type":"end"})).await;
+    assert_eq!(ws.recv().await["type"], "ended");
+    let mailed = eventually(Duration::from_secs(20), || {
+        heard
+            .of(&id)
+            .iter()
+            .any(|e| matches!(e, DomainEvent::ReportMailed { .. }))
+    })
+    .await;
+    let events = heard.of(&id);
+    assert!(mailed, "{events:#?}");
+    let tail: Vec<&str> = events
+        .iter()
+        .map(DomainEvent::event_type)
+        .filter(|t| t.starts_with("session.finalized") || t.starts_with("report."))
+        .collect();
+    assert_eq!(tail, ["session.finalized", "report.mailed"]);
+    let mail = &inbox.received()[0];
+    match events.last() {
+        Some(DomainEvent::ReportMailed {
+            recipients,
+            message_id,
+            ..
+        }) => {
+            assert_eq!(recipients, &["sales@example.com".to_owned()]);
+            assert!(mail.data.contains(message_id.as_str()), "{message_id}");
+        }
+        other => panic!("{other:?}"),
+    }
+    app.stop().await;
 }

@@ -170,7 +170,7 @@ pub struct TestSettings {
     pub settings: Settings,
     pub dir: std::sync::Arc<tempfile::TempDir>,
     /// Subscribers of the sessions' domain events.
-    pub events: Vec<actix::Recipient<leadchat::session::SessionEvent>>,
+    pub events: Vec<actix::Recipient<leadchat::events::DomainEvent>>,
 }
 
 impl std::ops::Deref for TestSettings {
